@@ -1,0 +1,44 @@
+"""Resolve an ARCH argument: a reference name, a candidate JSON file, or a transformers
+MobileBERT ``config.json`` (or a directory holding one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nas.candidate import SCHEMA, Candidate
+from nas.errors import UserError
+from nas.references import REFERENCES
+
+
+def load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def resolve_arch(arch: str, seq_len: int = 128) -> Candidate:
+    """``arch`` -> Candidate. ``seq_len`` applies to transformers configs, which do not carry one."""
+    if arch in REFERENCES:
+        return REFERENCES[arch].candidate
+    path = Path(arch)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.exists():
+        raise UserError(
+            f"'{arch}' is neither a reference architecture ({', '.join(REFERENCES)}) nor an existing file"
+        )
+    data = load_json(path)
+    if isinstance(data, dict) and data.get("schema") == SCHEMA:
+        return Candidate.from_dict(data, where=str(path))
+    if isinstance(data, dict) and isinstance(data.get("candidate"), dict):  # architecture.json from export
+        return Candidate.from_dict(data["candidate"], where=f"{path}: candidate")
+    if isinstance(data, dict) and "model_type" in data:
+        try:
+            return Candidate.from_hf_config(data, seq_len=seq_len, name=path.parent.name or None)
+        except UserError as exc:
+            raise UserError(f"{path}: {exc}") from None
+    raise UserError(f"{path}: not a candidate JSON (schema {SCHEMA}) nor a transformers MobileBERT config.json")

@@ -1,0 +1,57 @@
+"""``mbnas``: the command-line interface.
+
+Each command group lives in its own module with a ``register(subparsers)`` function; registration
+imports only argparse, and each handler imports the heavy stack (torch, optuna, ray, streamlit)
+when it runs, so ``mbnas --help`` is instant. The library raises ``UserError``; only this module
+turns errors into one line on stderr and an exit code (2 for bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command group -> module under nas.cli
+GROUPS = ("space", "arch", "teacher", "distill", "latency", "search", "export", "dashboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nas import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mbnas",
+        description="Search the MobileBERT design space for compact BERT models that are accurate and fast on a phone.",
+    )
+    parser.add_argument("--version", action="version", version=f"mbnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for group in GROUPS:
+        try:
+            module = importlib.import_module(f"nas.cli.{group}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"nas.cli.{group}":
+                raise
+            continue  # a command group not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nas.errors import UserError
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"mbnas: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mbnas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``mbnas space show|validate|sample``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("space", help="inspect, validate and sample search spaces")
+    ssub = p.add_subparsers(dest="space_command", metavar="ACTION")
+    ssub.required = True
+
+    show = ssub.add_parser("show", help="print a space: fixed shape, teacher, dimensions, constraints")
+    show.add_argument("space", metavar="NAME|FILE")
+    show.add_argument("--json", action="store_true", help="print the parsed space as JSON")
+    show.set_defaults(func=cmd_show)
+
+    val = ssub.add_parser("validate", help="check a space file; exit 2 with one line naming the problem")
+    val.add_argument("space", metavar="FILE")
+    val.set_defaults(func=cmd_validate)
+
+    samp = ssub.add_parser("sample", help="sample random candidates (params, FLOPs, realised MHA/FFN ratio)")
+    samp.add_argument("space", metavar="NAME|FILE")
+    samp.add_argument("-n", type=int, default=5, help="number of candidates (default 5)")
+    samp.add_argument("--seed", type=int, default=0)
+    samp.add_argument("--out", type=Path, help="write each candidate as DIR/<label>.json (usable as ARCH)")
+    samp.set_defaults(func=cmd_sample)
+
+
+def _space_size(space) -> int:
+    return math.prod(len(d.values()) for d in space.dimensions)
+
+
+def cmd_show(args) -> int:
+    from nas.ops import count
+    from search_spaces import load_space
+
+    space = load_space(args.space)
+    if args.json:
+        print(json.dumps(space.to_dict(), indent=2))
+        return 0
+    t = space.teacher
+    k = count(t)
+    print(f"space {space.name}  ({space.source})")
+    if space.description:
+        print(f"  {space.description.strip()}")
+    print("fixed by the teacher: " + ", ".join(f"{k_}={v}" for k_, v in space.fixed.items()))
+    print(f"teacher: {t.label}  {k.params_m:.2f}M params, {k.gflops:.2f} GFLOPs at seq {t.seq_len}")
+    print("searched:")
+    for d in space.dimensions:
+        desc = ", ".join(map(str, d.choices)) if d.choices is not None else f"{d.low} .. {d.high} step {d.step}"
+        print(f"  {d.name:<14} {desc}")
+    print(f"  FFN inner width derived from mha_ffn_ratio, rounded to a multiple of {space.ffn_multiple}")
+    print(f"constraints: {space.constraints}")
+    print(f"distinct combinations: {_space_size(space):,}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from search_spaces import load_space
+
+    space = load_space(args.space)
+    print(f"ok: {args.space} (space '{space.name}', {len(space.dimensions)} dimensions, "
+          f"{_space_size(space):,} combinations)")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from nas.errors import UserError
+    from nas.ops import count
+    from nas.table import markdown_table
+    from search_spaces import load_space
+
+    if args.n < 1:
+        raise UserError(f"-n must be >= 1, got {args.n}")
+    space = load_space(args.space)
+    cands = space.sample(args.n, seed=args.seed)
+    rows = []
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for c in cands:
+        k = count(c)
+        path = c.save(args.out / f"{c.label}.json") if args.out else None
+        rows.append([c.label, c.intra_size, c.num_ffn, c.intermediate_size, c.norm, c.act, c.attention,
+                     round(k.params_m, 3), round(k.gflops, 3), round(c.mha_ffn_ratio, 3), round(k.mha_ffn_ratio, 3),
+                     str(path) if path else ""])
+    print(markdown_table(["label", "intra", "ffns", "ffn_width", "norm", "act", "attention", "params_m", "gflops",
+                          "ratio_target", "ratio_realised", "file"], rows))
+    return 0

@@ -1,0 +1,312 @@
+"""Pre-training text: documents, a held-out split by document, a cached token stream, MLM batches.
+
+Documents come from the pinned news and Wikipedia sources (``nas.data.sources``) or from the
+user's own text files. Each document goes to train or held-out by a hash of its id, so the split
+is the same on every host and no held-out text is ever seen in training. The documents are
+tokenised once into one flat stream per split (documents joined by [SEP]) and cached as ``.npy``
+under a key that changes whenever anything that shapes the tokens changes.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas.data.sources import cache_dir, fetch, get_source
+from nas.data.tokenizer import CLS, FIRST_WORDPIECE, MASK, SEP, SPECIAL_IDS, VOCAB_SIZE, Batch, load_tokenizer, vocab_hash
+from nas.errors import UserError
+
+# Bump when cleaning or stream layout changes: it is part of the cache key.
+CLEANING_VERSION = 1
+BUILTIN_SOURCES = ("news", "wiki")
+MIN_WIKI_WORDS = 200  # stubs and disambiguation pages carry little prose
+MIN_PARAGRAPH_WORDS = 10  # shorter "paragraphs" left by markup stripping are captions and debris
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str  # unique and stable across hosts: "news:17", "wiki:12", "user:notes.txt:3"
+    text: str
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """Token streams for masked-LM pre-training and the task-agnostic held-out score."""
+
+    train: np.ndarray  # (N_train,) uint16 token ids, documents separated by [SEP]
+    heldout: np.ndarray  # (N_heldout,) uint16
+    data_hash: str  # sha256 of train then held-out token bytes: provenance of every score
+    description: str
+
+
+# --------------------------------------------------------------------------------------------
+# Documents
+
+
+def is_heldout(doc_id: str, fraction: float) -> bool:
+    """Deterministic split: the first 8 bytes of sha256(doc_id) as a fraction of 2**64."""
+    h = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
+    return h < fraction * 2**64
+
+
+def clean_news(text: str) -> str:
+    """Repair the news csv's lost-quote artefacts (``"?`` where a curly quote was) and U+FFFD."""
+    text = text.replace('"?', '" ').replace("\ufffd", "")
+    return " ".join(text.split())
+
+
+def news_documents() -> Iterator[Document]:
+    """3,824 news articles (title + text); empty texts and exact duplicate texts are dropped."""
+    path = fetch("news")
+    with zipfile.ZipFile(path) as zf, zf.open("NewsArticles.csv") as raw:
+        seen: set[str] = set()
+        for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline="")):
+            body = clean_news(row["text"])
+            if not body or body in seen:  # duplicates would leak held-out text into train
+                continue
+            seen.add(body)
+            title = clean_news(row["title"])
+            yield Document(f"news:{row['article_id']}", f"{title}\n{body}" if title else body)
+
+
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_REF = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.S | re.I)
+_BLOCK = re.compile(
+    r"<(math|gallery|timeline|score|syntaxhighlight|source|chem|ce|hiero|imagemap)\b[^>]*>.*?</\1\s*>",
+    re.S | re.I,
+)
+_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)")
+_DEBRIS = ("[[", "]]", "{{", "}}", "|")  # what is left of a construct the regexes could not unpick
+_INNER_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+_INNER_TABLE = re.compile(r"\{\|(?:(?!\{\|).)*?\|\}", re.S)
+_INNER_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
+_EXT_LINK = re.compile(r"\[(?:https?:)?//[^\s\]]+\s*([^\]]*)\]")
+_TAG = re.compile(r"<[^<>]+>")
+_DROP_LINK = re.compile(r"^\s*:?\s*(file|image|category|media|[a-z]{2,3}(-[a-z]+)?)\s*:", re.I)
+
+
+def _link_text(m: re.Match[str]) -> str:
+    body = m.group(1)
+    if _DROP_LINK.match(body):  # images, categories and interlanguage links are not prose
+        return ""
+    return body.rsplit("|", 1)[-1]
+
+
+def _strip_nested(pattern: re.Pattern[str], text: str, repl: str | Callable[[re.Match[str]], str] = "") -> str:
+    """Remove innermost matches until none are left: nested templates and tables."""
+    while True:
+        text, n = pattern.subn(repl, text)
+        if not n:
+            return text
+
+
+def strip_wiki(markup: str) -> str:
+    """MediaWiki markup to prose paragraphs (good enough for pre-training, not a full parser).
+
+    Drops comments, refs, templates, tables, images, categories, headings, lists and short
+    fragments; keeps link labels and the text of ordinary paragraphs.
+    """
+    text = html.unescape(_COMMENT.sub("", markup))  # &amp;nbsp; is still &nbsp; after XML decoding
+    text = _BLOCK.sub("", _REF.sub("", text))
+    text = _strip_nested(_INNER_TEMPLATE, text)
+    text = _strip_nested(_INNER_TABLE, text)
+    text = _strip_nested(_INNER_LINK, text, _link_text)
+    text = _EXT_LINK.sub(r"\1", text)
+    text = _TAG.sub("", text).replace("'''", "").replace("''", "")
+    paragraphs = []
+    for para in re.split(r"\n\s*\n", text):
+        lines = [ln for ln in para.splitlines() if ln.strip() and ln.lstrip()[0] not in "=*#:;|!{}"]
+        prose = " ".join(_EMPTY_PARENS.sub("", " ".join(lines)).split())
+        if len(prose.split()) >= MIN_PARAGRAPH_WORDS and not any(d in prose for d in _DEBRIS):
+            paragraphs.append(prose)
+    return "\n".join(paragraphs)
+
+
+def wiki_documents() -> Iterator[Document]:
+    """Articles of the gensim test dump (namespace 0, no redirects) with markup stripped."""
+    with bz2.open(fetch("wiki")) as f:
+        for _, el in ET.iterparse(f):
+            if not el.tag.endswith("}page"):
+                continue
+            ns, redirect = el.findtext("{*}ns"), el.find("{*}redirect") is not None
+            if ns == "0" and not redirect:
+                text = strip_wiki(el.findtext("{*}revision/{*}text") or "")
+                if len(text.split()) >= MIN_WIKI_WORDS:
+                    yield Document(f"wiki:{el.findtext('{*}id')}", text)
+            el.clear()  # the dump is 6 MB of XML; keep memory flat
+
+
+def user_documents(paths: Sequence[Path]) -> Iterator[Document]:
+    """Each file is a document, or, where it has blank-line-separated paragraphs, each paragraph."""
+    for path in map(Path, paths):
+        text = _read_user_file(path)
+        paras = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+        for i, para in enumerate(paras):
+            yield Document(f"user:{path.name}:{i}", " ".join(para.split()))
+
+
+def _read_user_file(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"corpus file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"corpus file {path} is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise UserError(f"corpus file {path} is empty")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Token streams
+
+
+def load_corpus(
+    sources: Sequence[str] = BUILTIN_SOURCES,
+    user_files: Sequence[Path] | None = None,
+    heldout_fraction: float = 0.05,
+) -> Corpus:
+    """Train and held-out token streams for the named built-in sources plus any user files.
+
+    The first call tokenises (tens of seconds); later calls read the cached ``.npy`` files.
+    """
+    if not 0.0 < heldout_fraction < 1.0:
+        raise UserError(f"held-out fraction must be in (0, 1), got {heldout_fraction}")
+    srcs = [get_source(s) for s in dict.fromkeys(sources)]
+    for s in srcs:
+        if s.name not in BUILTIN_SOURCES:
+            raise UserError(f"'{s.name}' is not a text corpus: choose from {', '.join(BUILTIN_SOURCES)}")
+    files = [Path(p) for p in user_files or ()]
+    if not srcs and not files:
+        raise UserError("no corpus: name a built-in source or give text files with --corpus")
+    file_hashes = [hashlib.sha256(_read_user_file(p).encode()).hexdigest() for p in files]
+    key = hashlib.sha256(
+        json.dumps(
+            [CLEANING_VERSION, [s.sha256 for s in srcs], file_hashes, heldout_fraction, vocab_hash()]
+        ).encode()
+    ).hexdigest()[:16]
+    folder = cache_dir() / "corpus"
+    train_path, heldout_path = folder / f"{key}-train.npy", folder / f"{key}-heldout.npy"
+
+    if not (train_path.exists() and heldout_path.exists()):
+        docs: list[Iterable[Document]] = [news_documents() if s.name == "news" else wiki_documents() for s in srcs]
+        if files:
+            docs.append(user_documents(files))
+        train, heldout = _tokenise_split((d for it in docs for d in it), heldout_fraction)
+        if not len(train) or not len(heldout):
+            raise UserError(
+                f"corpus too small to split: {len(train)} train and {len(heldout)} held-out tokens "
+                f"at a held-out fraction of {heldout_fraction}; give more documents"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        for arr, path in ((heldout, heldout_path), (train, train_path)):  # train last: it marks done
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, path)
+
+    train, heldout = np.load(train_path), np.load(heldout_path)
+    data_hash = hashlib.sha256(train.tobytes() + heldout.tobytes()).hexdigest()
+    names = [s.label for s in srcs] + [f"{len(files)} user file(s)"] * bool(files)
+    description = (
+        f"{' + '.join(names)}, held-out {heldout_fraction:.0%} of documents by hash, "
+        f"{len(train) + len(heldout):,} tokens ({len(train):,} train / {len(heldout):,} held-out)"
+    )
+    return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description)
+
+
+def _tokenise_split(docs: Iterable[Document], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tokenise documents into two flat uint16 streams; each document is followed by [SEP]."""
+    tok = load_tokenizer()
+    splits: dict[bool, list[Document]] = {False: [], True: []}
+    for doc in docs:
+        splits[is_heldout(doc.doc_id, fraction)].append(doc)
+    out = []
+    for held in (False, True):
+        encs = tok.encode_batch([d.text for d in splits[held]], add_special_tokens=False)
+        parts = [np.array([*e.ids, SEP], dtype=np.uint16) for e in encs]  # VOCAB_SIZE < 2**16
+        out.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16))
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Masked-LM batches
+
+
+def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0.15) -> Batch:
+    """Wrap windows in [CLS] ... [SEP] and apply BERT masking.
+
+    Each non-special token is chosen with probability ``mask_prob`` (at least one per row, so a
+    loss always exists); a chosen token becomes [MASK] 80%, a random word piece 10%, itself 10%.
+    """
+    b = body.shape[0]
+    ids = np.concatenate(
+        [np.full((b, 1), CLS), body.astype(np.int64), np.full((b, 1), SEP)], axis=1
+    )  # (B, T)
+    maskable = ~np.isin(ids, SPECIAL_IDS)  # (B, T); document [SEP]s are never targets
+    chosen = maskable & (rng.random(ids.shape) < mask_prob)
+    for row in np.flatnonzero(~chosen.any(axis=1) & maskable.any(axis=1)):
+        chosen[row, rng.choice(np.flatnonzero(maskable[row]))] = True
+    labels = np.where(chosen, ids, -100)
+    roll = rng.random(ids.shape)
+    random_ids = rng.integers(FIRST_WORDPIECE, VOCAB_SIZE, size=ids.shape)
+    ids = np.where(chosen & (roll < 0.8), MASK, ids)
+    ids = np.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
+    input_ids = torch.from_numpy(ids)
+    return Batch(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=torch.from_numpy(labels))
+
+
+def make_mlm_batches(
+    tokens: np.ndarray, seq_len: int, batch_size: int, rng: np.random.Generator, mask_prob: float = 0.15
+) -> Iterator[Batch]:
+    """Endless training batches: windows of ``seq_len`` (with [CLS]/[SEP]) at random offsets."""
+    body_len = _body_len(tokens, seq_len)
+    while True:
+        starts = rng.integers(0, len(tokens) - body_len + 1, size=batch_size)  # (B,)
+        body = tokens[starts[:, None] + np.arange(body_len)]  # (B, T-2)
+        yield mask_tokens(body, rng, mask_prob)
+
+
+def heldout_batches(
+    tokens: np.ndarray,
+    seq_len: int,
+    batch_size: int,
+    max_batches: int | None = None,
+    seed: int = 0,
+    mask_prob: float = 0.15,
+) -> list[Batch]:
+    """The fixed evaluation set: same windows and same masked positions for every candidate.
+
+    Non-overlapping windows; when ``max_batches`` caps them, windows are spread evenly over the
+    whole stream so every source is represented.
+    """
+    body_len = _body_len(tokens, seq_len)
+    n_windows = len(tokens) // body_len
+    if max_batches is not None:
+        n_windows = min(n_windows, max_batches * batch_size)
+    starts = np.linspace(0, len(tokens) // body_len - 1, n_windows).round().astype(np.int64) * body_len
+    rng = np.random.default_rng(seed)
+    return [
+        mask_tokens(tokens[starts[i : i + batch_size, None] + np.arange(body_len)], rng, mask_prob)
+        for i in range(0, n_windows, batch_size)
+    ]
+
+
+def _body_len(tokens: np.ndarray, seq_len: int) -> int:
+    if seq_len < 3 or len(tokens) < seq_len - 2:
+        raise ValueError(f"need seq_len >= 3 and at least seq_len - 2 tokens; got {seq_len}, {len(tokens)}")
+    return seq_len - 2

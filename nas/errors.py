@@ -1,0 +1,33 @@
+"""Errors the CLI turns into one clear line and a non-zero exit code.
+
+The library never calls ``sys.exit``: it raises :class:`UserError` (bad input: exit 2) and lets
+everything else propagate as a bug (exit 1 with a traceback).
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user. ``str(err)`` is the single line shown: what, where, what to do."""
+
+    exit_code = 2
+
+
+class MissingExtraError(UserError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"optional dependency '{module}' is not installed: "
+            f"pip install 'mobilebert-nas[{extra}]' (or run 'make install')"
+        )
+
+
+def require(module: str, extra: str):
+    """Import an optional backend lazily, raising an install hint when it is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only where the extra is absent
+        raise MissingExtraError(module, extra) from exc

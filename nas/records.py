@@ -1,0 +1,112 @@
+"""What a search stores in its Optuna study: the only results store.
+
+The search writes one ``TrialRecord`` per trial as Optuna user attributes and one ``StudyMeta`` as
+study user attributes; the dashboard and export read them back through ``from_trial`` /
+``StudyMeta.from_study``. Keeping both directions here means the writer and the readers can
+never drift apart.
+
+Objective values of a complete trial, in this order (``OBJECTIVES``):
+    0: ``score``       maximise (the study's score: see ``StudyMeta.score_name``)
+    1: ``latency_ms``  minimise (predicted by ``StudyMeta.latency_profile``; never measured)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from nas.candidate import Candidate
+
+OBJECTIVES = ("score", "latency_ms")
+DIRECTIONS = ("maximize", "minimize")
+_PREFIX = "mbnas."
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of a search.
+
+    candidate: the architecture.
+    params / flops: ``nas.ops.count`` (MobileBertModel without pooler/head; FLOPs = 2 x MACs).
+    latency_ms: predicted latency on the study's profile; ``latency_breakdown`` by op class (ms).
+    score: the study's score (``None`` for a failed or rejected trial).
+    scores: every score measured (e.g. ``mlm_accuracy``, ``heldout_ce``, ``teacher_kl``, ``top1_agreement``).
+    layer_losses: transfer loss after each layer's phase (progressive/joint/auxiliary), in layer order.
+    strategy: knowledge-transfer strategy; teacher_hash: content hash of the fixed teacher.
+    seconds: wall time of training + evaluation.
+    weights: path of the trained student's ``model.safetensors`` (relative to the study's run dir).
+    failure: why a trial failed, was rejected (over the latency budget) or stopped early.
+    """
+
+    candidate: Candidate
+    params: int
+    flops: int
+    latency_ms: float
+    latency_breakdown: dict[str, float] = field(default_factory=dict)
+    score: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    layer_losses: list[float] = field(default_factory=list)
+    strategy: str | None = None
+    teacher_hash: str | None = None
+    seconds: float | None = None
+    weights: str | None = None
+    failure: str | None = None
+
+    def to_user_attrs(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["candidate"] = self.candidate.to_dict()
+        return {_PREFIX + k: v for k, v in d.items()}
+
+    @classmethod
+    def from_user_attrs(cls, attrs: dict[str, Any]) -> "TrialRecord | None":
+        """``None`` when the attributes hold no record (e.g. a trial killed before it wrote one)."""
+        d = {k[len(_PREFIX):]: v for k, v in attrs.items() if k.startswith(_PREFIX)}
+        if "candidate" not in d:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        d["candidate"] = Candidate.from_dict(d["candidate"], where="trial record")
+        return cls(**d)
+
+    @classmethod
+    def from_trial(cls, trial: Any) -> "TrialRecord | None":
+        return cls.from_user_attrs(trial.user_attrs)
+
+
+@dataclass(frozen=True)
+class StudyMeta:
+    """Settings of a search, stored once per study.
+
+    score_name: which score the ``score`` objective is (e.g. ``mlm_accuracy``).
+    score_data: the data it was measured on, in words.
+    latency_profile: predictor used for ``latency_ms``; latency_error: its measured error, in words.
+    reference_point: (score, latency_ms) for hypervolume: worst acceptable score, slowest latency.
+    run_dir: where trained students' weights are kept.
+    """
+
+    space: dict[str, Any]
+    strategy: str
+    objective: str
+    score_name: str
+    score_data: str
+    latency_profile: str
+    latency_error: str
+    teacher_hash: str
+    reference_point: tuple[float, float]
+    latency_budget_ms: float | None = None
+    run_dir: str | None = None
+    seed: int | None = None
+
+    def to_user_attrs(self) -> dict[str, Any]:
+        return {_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_study(cls, study: Any) -> "StudyMeta | None":
+        d = {k[len(_PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(_PREFIX)}
+        names = {f.name for f in dataclasses.fields(cls)}
+        if "space" not in d:
+            return None
+        d = {k: v for k, v in d.items() if k in names}
+        d["reference_point"] = tuple(d["reference_point"])
+        return cls(**d)

@@ -1,0 +1,354 @@
+"""A declarative, validated search space over the MobileBERT design.
+
+A space file is YAML (``yaml.safe_load`` only)::
+
+    name: demo
+    description: CPU-scale space ...
+    fixed:                  # set by the teacher: equal for every candidate and for the teacher
+      num_layers: 4
+      hidden_size: 128      # inter-block width (the transferred feature map)
+      embedding_size: 64
+      num_heads: 4
+      vocab_size: 30522
+      seq_len: 64
+    teacher:                # the IB-BERT teacher's own block (attention: block = Q/K/V from the block input)
+      intra_size: 256
+      num_ffn: 1
+      intermediate_size: 1024
+      norm: layer_norm
+      act: gelu
+      attention: block
+    search:                 # each dimension: {choices: [...]} or {low, high, step}
+      intra_size: {choices: [32, 64, 96, 128]}
+      num_ffn: {choices: [1, 2, 3, 4]}
+      mha_ffn_ratio: {low: 0.1, high: 1.0, step: 0.05}
+      norm: {choices: [layer_norm, no_norm]}
+      act: {choices: [gelu, relu]}
+      attention: {choices: [shared_qk, bottleneck]}
+    ffn_multiple: 32        # FFN inner width is rounded to a multiple of this (hardware-friendly)
+    constraints:            # optional
+      mha_ffn_ratio: {min: 0.1, max: 1.5}   # window on the *realised* ratio
+      max_params_m: 10.0
+
+The MHA/FFN ratio is searched; the FFN inner width is derived from it:
+``intermediate = round((mha_params / ratio / num_ffn - intra) / (2 * intra + 1), ffn_multiple)``,
+i.e. the width that makes the stacked FFNs hold ``mha_params / ratio`` parameters.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol
+
+import yaml
+
+from nas.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
+from nas.errors import UserError
+from nas.ops import count, mha_params_per_block
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+FIXED_FIELDS = ("num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size", "seq_len")
+TEACHER_FIELDS = ("intra_size", "num_ffn", "intermediate_size", "norm", "act", "attention")
+SEARCH_FIELDS = ("intra_size", "num_ffn", "mha_ffn_ratio", "norm", "act", "attention")
+TOP_FIELDS = ("name", "description", "fixed", "teacher", "search", "ffn_multiple", "constraints")
+CONSTRAINT_FIELDS = ("mha_ffn_ratio", "max_params_m", "max_gflops")
+_CATEGORICAL = {"norm": NORMS, "act": ACTIVATIONS, "attention": ("shared_qk", "bottleneck")}
+
+
+class Suggester(Protocol):
+    """What a space needs from a sampler: an ``optuna.Trial`` satisfies it, so does ``RandomSuggester``."""
+
+    def suggest_categorical(self, name: str, choices: list) -> Any: ...
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
+
+
+class RandomSuggester:
+    """Uniform sampling with a seeded RNG, for ``mbnas space sample`` and random baselines."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.rng = random.Random(seed)
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        return self.rng.choice(list(choices))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
+        if step:
+            n = int(round((high - low) / step))
+            return round(low + step * self.rng.randint(0, n), 10)
+        return self.rng.uniform(low, high)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched dimension: categorical ``choices`` or a float range ``low..high`` by ``step``."""
+
+    name: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+
+    def suggest(self, s: Suggester) -> Any:
+        if self.choices is not None:
+            return s.suggest_categorical(self.name, list(self.choices))
+        return s.suggest_float(self.name, self.low, self.high, step=self.step)
+
+    def values(self) -> list:
+        """Every value (grid for ranges), for validation and the dashboard's axes."""
+        if self.choices is not None:
+            return list(self.choices)
+        n = int(round((self.high - self.low) / self.step)) if self.step else 1
+        return [round(self.low + i * self.step, 10) for i in range(n + 1)] if self.step else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    mha_ffn_ratio: tuple[float, float] | None = None  # window on the realised ratio
+    max_params_m: float | None = None
+    max_gflops: float | None = None
+
+    def violations(self, c: Candidate) -> list[str]:
+        k = count(c)
+        out = []
+        if self.mha_ffn_ratio and not (self.mha_ffn_ratio[0] <= k.mha_ffn_ratio <= self.mha_ffn_ratio[1]):
+            out.append(f"realised MHA/FFN ratio {k.mha_ffn_ratio:.3f} outside {list(self.mha_ffn_ratio)}")
+        if self.max_params_m is not None and k.params_m > self.max_params_m:
+            out.append(f"{k.params_m:.2f}M parameters > max_params_m {self.max_params_m}")
+        if self.max_gflops is not None and k.gflops > self.max_gflops:
+            out.append(f"{k.gflops:.2f} GFLOPs > max_gflops {self.max_gflops}")
+        return out
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    description: str
+    fixed: dict[str, int]
+    teacher_block: dict[str, Any]
+    dimensions: tuple[Dimension, ...]
+    ffn_multiple: int = 32
+    constraints: Constraints = field(default_factory=Constraints)
+    source: str = "<builtin>"
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def teacher(self) -> Candidate:
+        return Candidate(**self.fixed, **self.teacher_block, name=f"{self.name}-teacher")
+
+    def dimension(self, name: str) -> Dimension:
+        return next(d for d in self.dimensions if d.name == name)
+
+    def build(self, intra_size: int, num_ffn: int, mha_ffn_ratio: float, norm: str, act: str,
+              attention: str) -> Candidate:
+        """A candidate from searched values; the FFN inner width is derived from the target ratio."""
+        probe = Candidate(**self.fixed, intra_size=intra_size, num_ffn=num_ffn, intermediate_size=self.ffn_multiple,
+                          norm=norm, act=act, attention=attention)
+        mha = mha_params_per_block(probe)
+        # FFN params = num_ffn * (intra*I + I + I*intra + intra)  =>  solve for I
+        inter = (mha / mha_ffn_ratio / num_ffn - intra_size) / (2 * intra_size + 1)
+        return probe.replace(intermediate_size=round_to_multiple(inter, self.ffn_multiple),
+                             mha_ffn_ratio=float(mha_ffn_ratio))
+
+    def suggest(self, s: Suggester) -> Candidate:
+        """Sample one candidate through ``s`` (an Optuna trial or ``RandomSuggester``)."""
+        values = {d.name: d.suggest(s) for d in self.dimensions}
+        return self.build(**values)
+
+    def sample(self, n: int, seed: int | None = None, max_tries: int = 1000) -> list[Candidate]:
+        """``n`` distinct random candidates that satisfy the constraints."""
+        rng, out, seen = RandomSuggester(seed), [], set()
+        for _ in range(max_tries * max(1, n)):
+            c = self.suggest(rng)
+            if c not in seen and not self.constraints.violations(c):
+                seen.add(c)
+                out.append(c)
+                if len(out) == n:
+                    return out
+        raise UserError(f"space '{self.name}': could only sample {len(out)} of {n} candidates that satisfy its "
+                        f"constraints; widen the search ranges or loosen the constraints")
+
+    def contains_teacher_shape(self, c: Candidate) -> bool:
+        return all(getattr(c, k) == v for k, v in self.fixed.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        dims = {}
+        for d in self.dimensions:
+            dims[d.name] = {"choices": list(d.choices)} if d.choices is not None else \
+                {"low": d.low, "high": d.high, "step": d.step}
+        cons: dict[str, Any] = {}
+        if self.constraints.mha_ffn_ratio:
+            cons["mha_ffn_ratio"] = {"min": self.constraints.mha_ffn_ratio[0], "max": self.constraints.mha_ffn_ratio[1]}
+        if self.constraints.max_params_m is not None:
+            cons["max_params_m"] = self.constraints.max_params_m
+        if self.constraints.max_gflops is not None:
+            cons["max_gflops"] = self.constraints.max_gflops
+        return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
+                "teacher": dict(self.teacher_block), "search": dims, "ffn_multiple": self.ffn_multiple,
+                "constraints": cons}
+
+
+# ------------------------------------------------------------------------------------------------
+# loading and validation: every problem is one line naming the file, the field and what is allowed
+def builtin_spaces() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A built-in space by name, or a YAML file."""
+    p = Path(name_or_path)
+    if str(name_or_path) in builtin_spaces():
+        p = BUILTIN_DIR / f"{name_or_path}.yaml"
+    elif not p.exists():
+        raise UserError(f"'{name_or_path}' is neither a built-in space ({', '.join(builtin_spaces())}) "
+                        f"nor an existing file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{p}:{where} malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    return parse_space(raw, source=str(p))
+
+
+def _err(source: str, field_: str, msg: str) -> UserError:
+    return UserError(f"{source}: field '{field_}': {msg}")
+
+
+def _int(source: str, where: str, v: Any, low: int = 1) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _err(source, where, f"must be an integer, got {type(v).__name__} {v!r}")
+    if v < low:
+        raise _err(source, where, f"must be >= {low}, got {v}")
+    return v
+
+
+def _num(source: str, where: str, v: Any) -> float:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise _err(source, where, f"must be a number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def _mapping(source: str, where: str, v: Any, allowed: Iterable[str], required: Iterable[str] = ()) -> dict:
+    if not isinstance(v, dict):
+        raise _err(source, where, f"must be a mapping, got {type(v).__name__}")
+    allowed = tuple(allowed)
+    for k in v:
+        if k not in allowed:
+            raise _err(source, f"{where}.{k}" if where else k, f"unknown field; allowed: {', '.join(allowed)}")
+    for k in required:
+        if k not in v:
+            raise _err(source, f"{where}.{k}" if where else k, "is required")
+    return v
+
+
+def _dimension(source: str, name: str, spec: Any) -> Dimension:
+    where = f"search.{name}"
+    spec = _mapping(source, where, spec, ("choices", "low", "high", "step"))
+    if "choices" in spec:
+        if set(spec) - {"choices"}:
+            raise _err(source, where, "give either 'choices' or 'low'/'high'/'step', not both")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise _err(source, f"{where}.choices", "must be a non-empty list")
+        if len(set(map(str, choices))) != len(choices):
+            raise _err(source, f"{where}.choices", "has duplicate values")
+        if name in _CATEGORICAL:
+            for v in choices:
+                if v not in _CATEGORICAL[name]:
+                    raise _err(source, f"{where}.choices", f"{v!r} is not allowed; allowed: {list(_CATEGORICAL[name])}")
+        elif name == "mha_ffn_ratio":
+            for v in choices:
+                if _num(source, f"{where}.choices", v) <= 0:
+                    raise _err(source, f"{where}.choices", f"ratios must be > 0, got {v}")
+        else:
+            for v in choices:
+                _int(source, f"{where}.choices", v)
+        return Dimension(name, choices=tuple(choices))
+    if name != "mha_ffn_ratio":
+        raise _err(source, where, "must be given as 'choices' (only mha_ffn_ratio may be a low/high range)")
+    missing = [k for k in ("low", "high") if k not in spec]
+    if missing:
+        raise _err(source, f"{where}.{missing[0]}", "is required (or give 'choices')")
+    low, high = _num(source, f"{where}.low", spec["low"]), _num(source, f"{where}.high", spec["high"])
+    step = _num(source, f"{where}.step", spec["step"]) if "step" in spec else None
+    if low <= 0:
+        raise _err(source, f"{where}.low", f"must be > 0, got {low}")
+    if high < low:
+        raise _err(source, where, f"low {low} is above high {high}")
+    if step is not None and step <= 0:
+        raise _err(source, f"{where}.step", f"must be > 0, got {step}")
+    return Dimension(name, low=low, high=high, step=step)
+
+
+def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
+    raw = _mapping(source, "", raw, TOP_FIELDS, required=("name", "fixed", "teacher", "search"))
+    name = raw["name"]
+    if not isinstance(name, str) or not name:
+        raise _err(source, "name", "must be a non-empty string")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _err(source, "description", "must be a string")
+
+    fixed = _mapping(source, "fixed", raw["fixed"], FIXED_FIELDS, required=FIXED_FIELDS)
+    fixed = {k: _int(source, f"fixed.{k}", fixed[k]) for k in FIXED_FIELDS}
+
+    teacher = _mapping(source, "teacher", raw["teacher"], TEACHER_FIELDS, required=TEACHER_FIELDS)
+    for k in ("intra_size", "num_ffn", "intermediate_size"):
+        _int(source, f"teacher.{k}", teacher[k])
+    for k, allowed in (("norm", NORMS), ("act", ACTIVATIONS), ("attention", ATTENTIONS)):
+        if teacher[k] not in allowed:
+            raise _err(source, f"teacher.{k}", f"{teacher[k]!r} is not allowed; allowed: {list(allowed)}")
+    if teacher["intra_size"] % fixed["num_heads"]:
+        raise _err(source, "teacher.intra_size",
+                   f"{teacher['intra_size']} is not divisible by fixed.num_heads={fixed['num_heads']}")
+
+    search = _mapping(source, "search", raw["search"], SEARCH_FIELDS, required=SEARCH_FIELDS)
+    dims = tuple(_dimension(source, k, search[k]) for k in SEARCH_FIELDS)
+    for v in next(d for d in dims if d.name == "intra_size").choices:
+        if v % fixed["num_heads"]:
+            raise _err(source, "search.intra_size.choices",
+                       f"{v} is not divisible by fixed.num_heads={fixed['num_heads']}")
+
+    ffn_multiple = _int(source, "ffn_multiple", raw.get("ffn_multiple", 32))
+
+    cons_raw = _mapping(source, "constraints", raw.get("constraints") or {}, CONSTRAINT_FIELDS)
+    ratio_window = None
+    if "mha_ffn_ratio" in cons_raw:
+        w = _mapping(source, "constraints.mha_ffn_ratio", cons_raw["mha_ffn_ratio"], ("min", "max"),
+                     required=("min", "max"))
+        lo, hi = _num(source, "constraints.mha_ffn_ratio.min", w["min"]), _num(source, "constraints.mha_ffn_ratio.max", w["max"])
+        if lo > hi:
+            raise _err(source, "constraints.mha_ffn_ratio", f"min {lo} is above max {hi}: no candidate can satisfy it")
+        ratio_window = (lo, hi)
+    cons = Constraints(
+        mha_ffn_ratio=ratio_window,
+        max_params_m=_num(source, "constraints.max_params_m", cons_raw["max_params_m"]) if "max_params_m" in cons_raw else None,
+        max_gflops=_num(source, "constraints.max_gflops", cons_raw["max_gflops"]) if "max_gflops" in cons_raw else None,
+    )
+    try:
+        space = SearchSpace(name=name, description=description, fixed=fixed, teacher_block=dict(teacher),
+                            dimensions=dims, ffn_multiple=ffn_multiple, constraints=cons, source=source)
+        space.teacher  # validates the teacher's shape
+    except UserError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    _check_satisfiable(space)
+    return space
+
+
+def _check_satisfiable(space: SearchSpace) -> None:
+    """Contradictory constraints are an error at load time, not an empty search later.
+
+    A bounded random sample (400 draws) stands in for an exhaustive check: the spaces are small
+    grids, so a satisfiable region that 400 draws all miss is a space no search would find either.
+    """
+    if space.constraints == Constraints():
+        return
+    try:
+        space.sample(1, seed=0, max_tries=400)
+    except UserError:
+        raise UserError(f"{space.source}: field 'constraints': no candidate of the search ranges satisfies them "
+                        f"({space.constraints}); loosen them or widen the ranges") from None

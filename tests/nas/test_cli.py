@@ -1,0 +1,58 @@
+"""The real console script: output, JSON, and one clear line with exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_arch_info_json(mbnas):
+    code, out, err = mbnas("arch", "info", "mobilebert", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["params"] == 24_581_888 and d["flops"] == 2 * 2_692_743_168
+
+
+def test_sample_out_files_are_arch_inputs(mbnas, tmp_path):
+    code, out, err = mbnas("space", "sample", "demo", "-n", "3", "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    files = sorted((tmp_path / "c").glob("*.json"))
+    assert len(files) == 3
+    code, out, err = mbnas("arch", "info", str(files[0]), "--json")
+    assert code == 0, err
+    assert json.loads(out)["candidate"]["num_layers"] == 4
+
+
+def test_arch_info_reads_transformers_config(mbnas, tmp_path):
+    from nas.references import REFERENCES
+
+    REFERENCES["mobilebert-tiny"].candidate.to_hf_config().save_pretrained(tmp_path / "tiny")
+    code, out, err = mbnas("arch", "info", str(tmp_path / "tiny" / "config.json"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["params"] == 15_485_696
+
+
+@pytest.mark.parametrize("args,content,msg", [
+    (["space", "validate"], "name: x\nfixed: [1, 2\n", "malformed YAML"),
+    (["space", "validate"], "name: x\ncolour: red\n", "field 'colour': unknown field"),
+    (["space", "show"], None, "neither a built-in space"),
+    (["arch", "info"], "{oops", "not valid JSON"),
+    (["arch", "info"], None, "neither a reference architecture"),
+])
+def test_bad_input_one_line_exit_2(mbnas, tmp_path, args, content, msg):
+    target = "does-not-exist.yaml"
+    if content is not None:
+        target = str(tmp_path / "input.txt")
+        (tmp_path / "input.txt").write_text(content)
+    code, out, err = mbnas(*args, target)
+    assert code == 2
+    assert msg in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_validate_builtin_ok(mbnas):
+    from search_spaces.space import BUILTIN_DIR
+
+    code, out, err = mbnas("space", "validate", str(BUILTIN_DIR / "demo.yaml"))
+    assert code == 0 and out.startswith("ok:")
