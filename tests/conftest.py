@@ -25,3 +25,15 @@ def mbnas(tmp_path):
         return proc.returncode, proc.stdout, proc.stderr
 
     return run
+
+
+@pytest.fixture(scope="session")
+def smoke_teacher_dir(tmp_path_factory):
+    """A real smoke-space teacher, pre-trained once per test session (seconds) into a temp folder."""
+    from nas.teacher import RECIPES, train_teacher
+    from search_spaces import load_space
+
+    out = tmp_path_factory.mktemp("teachers")
+    t = train_teacher(load_space("smoke"), RECIPES["smoke"], out=out, log=lambda s: None,
+                      command="mbnas teacher train --space smoke")
+    return t.path

@@ -11,7 +11,7 @@ import bz2
 import csv
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ RT_LABELS = {"rotten": 0, "fresh": 1}
 class TextSplit:
     texts: tuple[str, ...]
     labels: tuple[int, ...]
+    groups: tuple[str, ...]  # the key each row was split by (movie_name, or the text itself)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -56,8 +57,7 @@ def load_rotten_tomatoes() -> ClassificationData:
     with bz2.open(fetch("rotten_tomatoes"), "rt", encoding="utf-8", newline="") as f:
         rows = [(r["text"], RT_LABELS[r["category"]], r["movie_name"])
                 for r in csv.DictReader(f) if r["category"] != "plot"]  # fmt: skip
-    return _split(rows, group=lambda row: row[2], num_labels=2, label=SOURCES["rotten_tomatoes"].label,
-                  by="movie_name")  # fmt: skip
+    return _split(rows, num_labels=2, label=SOURCES["rotten_tomatoes"].label, by="movie_name")
 
 
 def load_user_csv(path: Path) -> ClassificationData:
@@ -80,7 +80,7 @@ def load_user_csv(path: Path) -> ClassificationData:
                 text, raw = rec[ti].strip(), rec[li].strip()
                 if not text:
                     raise UserError(f"{where}: empty text")
-                if not raw.isdigit():
+                if not (raw.isascii() and raw.isdigit()):
                     raise UserError(f"{where}: label {raw!r} is not a non-negative integer")
                 rows.append((text, int(raw), text))
     except FileNotFoundError:
@@ -92,7 +92,7 @@ def load_user_csv(path: Path) -> ClassificationData:
     num_labels = max(r[1] for r in rows) + 1
     if num_labels < 2:
         raise UserError(f"data set {path} has a single label; classification needs at least two")
-    return _split(rows, group=lambda row: row[2], num_labels=num_labels, label=f"user data set {path.name}", by="text")
+    return _split(rows, num_labels=num_labels, label=f"user data set {path.name}", by="text")
 
 
 def load_downstream(csv_path: Path | None = None) -> ClassificationData:
@@ -100,19 +100,13 @@ def load_downstream(csv_path: Path | None = None) -> ClassificationData:
     return load_user_csv(csv_path) if csv_path is not None else load_rotten_tomatoes()
 
 
-def _split(
-    rows: list[tuple[str, int, str]],
-    group: Callable[[tuple[str, int, str]], str],
-    num_labels: int,
-    label: str,
-    by: str,
-) -> ClassificationData:
-    parts: list[tuple[list[str], list[int]]] = [([], []) for _ in SPLIT_FRACTIONS]
+def _split(rows: list[tuple[str, int, str]], num_labels: int, label: str, by: str) -> ClassificationData:
+    """Rows are (text, label, group); every row of a group lands in the same split."""
+    parts: list[list[tuple[str, int, str]]] = [[] for _ in SPLIT_FRACTIONS]
     for row in rows:
-        texts, labels = parts[split_of(group(row))]
-        texts.append(row[0])
-        labels.append(row[1])
-    splits = [TextSplit(tuple(t), tuple(y)) for t, y in parts]
+        parts[split_of(row[2])].append(row)
+    splits = [TextSplit(*(tuple(col) for col in zip(*p, strict=True))) if p else TextSplit((), (), ())
+              for p in parts]  # fmt: skip
     if not all(splits):
         raise UserError(
             f"{label}: too few rows to split by {by} ({', '.join(str(len(s)) for s in splits)} "

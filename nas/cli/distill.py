@@ -1,0 +1,74 @@
+"""``mbnas distill``: train one candidate from the space's teacher and print its scores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from nas.distill.settings import SCORES, STRATEGIES
+
+    p = sub.add_parser("distill", help="train one candidate from the fixed teacher and score it")
+    p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
+    p.add_argument("--arch", required=True, metavar="ARCH",
+                   help="candidate JSON, reference name or MobileBERT config.json (must fit the space's teacher)")
+    p.add_argument("--strategy", default="progressive", choices=STRATEGIES)
+    p.add_argument("--objective", default="mlm", choices=("mlm", "downstream"))
+    p.add_argument("--score", choices=SCORES, help="task-agnostic score used as the objective")
+    p.add_argument("--teacher", type=Path, help="teacher folder (default: the space's cached or shipped teacher)")
+    p.add_argument("--layer-steps", type=int, help="steps per layer of the layer-wise stage")
+    p.add_argument("--pd-steps", type=int, help="pre-training distillation steps")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", type=Path, help="save the student (model.safetensors + config.json) here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_distill)
+
+
+def cmd_distill(args) -> int:
+    from nas.arch import resolve_arch
+    from nas.distill import Diverged, DistillSettings, distill_candidate
+    from nas.errors import UserError
+    from nas.teacher import load_teacher
+    from search_spaces import load_space
+
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    space = load_space(args.space)
+    c = resolve_arch(args.arch, seq_len=space.fixed["seq_len"])
+    if not space.contains_teacher_shape(c):
+        fixed = ", ".join(f"{k}={v}" for k, v in space.fixed.items())
+        raise UserError(f"{args.arch}: architecture does not fit space '{space.name}' (its teacher fixes {fixed})")
+    teacher = load_teacher(space, device=args.device, path=args.teacher)
+    over = {k: v for k, v in {"layer_steps": args.layer_steps, "pd_steps": args.pd_steps, "lr": args.lr,
+                              "score_name": args.score}.items() if v is not None}
+    settings = DistillSettings.for_space(space, strategy=args.strategy, objective=args.objective,
+                                         device=args.device, seed=args.seed, **over)
+    losses = []
+    try:
+        r = distill_candidate(c, teacher, settings, on_layer=lambda l, v: losses.append((l, v)))
+    except Diverged as exc:
+        raise UserError(f"candidate {c.label} diverged: {exc}; lower --lr") from None
+    if args.out:
+        r.save(args.out)
+    out = {"candidate": c.label, "strategy": r.strategy, "score_name": r.score_name, "score": r.score,
+           "score_data": r.score_data, **r.scores, "layer_losses": r.layer_losses, "seconds": round(r.seconds, 2),
+           "timings": {k: round(v, 2) for k, v in r.timings.items()}, "teacher": teacher.hash,
+           "saved": str(args.out) if args.out else None}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{c.label} ({args.strategy}, teacher {teacher.hash}) in {r.seconds:.1f} s")
+    for k, v in r.scores.items():
+        print(f"  {k:<20} {v:.4f}")
+    print(f"  measured on {r.score_data}")
+    if r.layer_losses:
+        print("  transfer loss per layer: " + ", ".join(f"{v:.3f}" for v in r.layer_losses))
+    if args.out:
+        print(f"  saved to {args.out}")
+    return 0

@@ -1,0 +1,62 @@
+"""``mbnas teacher train|info``: the fixed IB-BERT teacher of a space."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("teacher", help="pre-train, inspect the fixed IB-BERT teacher of a space")
+    tsub = p.add_subparsers(dest="teacher_command", metavar="ACTION")
+    tsub.required = True
+    tr = tsub.add_parser("train", help="pre-train the space's teacher with masked-LM; reused if it exists")
+    tr.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
+    tr.add_argument("--steps", type=int, help="optimiser steps (default: the space's recipe)")
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--lr", type=float, help="AdamW peak learning rate")
+    tr.add_argument("--warmup", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    tr.add_argument("--corpus", nargs="+", type=Path, metavar="PATH", help="your own text files instead of the built-in corpus")
+    tr.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
+    tr.add_argument("--force", action="store_true", help="train even if a teacher for this space exists")
+    tr.set_defaults(func=cmd_train)
+    info = tsub.add_parser("info", help="show the teacher a space would use (or a teacher folder)")
+    info.add_argument("--space", default="demo")
+    info.add_argument("--teacher", type=Path, help="a teacher folder")
+    info.set_defaults(func=cmd_info)
+
+
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from nas.teacher import DEFAULT_RECIPE, RECIPES, describe, find_teacher, load_teacher, train_teacher
+    from search_spaces import load_space
+
+    space = load_space(args.space)
+    if not args.force and args.out is None and find_teacher(space) is not None:
+        t = load_teacher(space)
+        print(f"reusing {describe(t)}\n(use --force to train another)")
+        return 0
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    recipe = RECIPES.get(space.name, DEFAULT_RECIPE)
+    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed") if getattr(args, k) is not None}
+    recipe = dataclasses.replace(recipe, **changes)
+    if recipe.warmup >= recipe.steps:
+        recipe = dataclasses.replace(recipe, warmup=max(1, recipe.steps // 10))
+    t = train_teacher(space, recipe, device=args.device, out=args.out, corpus_files=args.corpus)
+    print(f"saved {describe(t)}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from nas.teacher import describe, load_teacher
+    from search_spaces import load_space
+
+    space = load_space(args.space)
+    print(describe(load_teacher(space, path=args.teacher)))
+    return 0

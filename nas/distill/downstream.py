@@ -1,0 +1,52 @@
+"""The downstream score: accuracy after a short fine-tune on a sentence-classification task
+(default: Rotten Tomatoes fresh/rotten, split by movie; or the user's CSV)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@lru_cache(maxsize=4)
+def _encoded(seq_len: int, csv_path: str | None):
+    from nas.data.downstream import encode_split, load_downstream
+    from nas.data.tokenizer import load_tokenizer
+
+    data = load_downstream(Path(csv_path) if csv_path else None)
+    tok = load_tokenizer()
+    return data, encode_split(data.train, tok, seq_len), encode_split(data.dev, tok, seq_len)
+
+
+def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[float, str]:
+    """Fine-tune a classifier on the student's encoder for ``s.downstream_steps`` steps; returns
+    (dev accuracy, description of the data)."""
+    from transformers import MobileBertForSequenceClassification
+
+    data, train, dev = _encoded(c.seq_len, csv_path)
+    cfg = student.config
+    cfg.num_labels = data.num_labels
+    clf = MobileBertForSequenceClassification(cfg)
+    clf.mobilebert.load_state_dict(student.mobilebert.state_dict(), strict=False)  # pooler stays fresh
+    clf.to(s.device).train()
+    opt = torch.optim.AdamW(clf.parameters(), lr=s.downstream_lr)
+    rng = np.random.default_rng(s.seed)
+    for _ in range(s.downstream_steps):
+        idx = torch.from_numpy(rng.integers(0, len(train), s.batch_size))
+        out = clf(input_ids=train.input_ids[idx].to(s.device), attention_mask=train.attention_mask[idx].to(s.device))
+        loss = F.cross_entropy(out.logits.float(), train.labels[idx].to(s.device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    clf.eval()
+    n = min(len(dev), s.downstream_eval)
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, n, 64):
+            sl = slice(i, min(n, i + 64))
+            logits = clf(input_ids=dev.input_ids[sl].to(s.device), attention_mask=dev.attention_mask[sl].to(s.device)).logits
+            correct += (logits.argmax(-1).cpu() == dev.labels[sl]).sum().item()
+    return correct / n, f"{data.description}: dev split, first {n} sentences, after {s.downstream_steps} fine-tuning steps"

@@ -1,0 +1,106 @@
+"""How one candidate is trained and scored: budgets, loss weights, strategy."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from nas.errors import UserError
+
+# progressive / joint / auxiliary: MobileBERT's three knowledge-transfer schemes (paper section 4.3)
+# theseus: BERT-of-Theseus with the linear curriculum p = min(1, k*t + b); theseus-constant: p fixed
+# none: the same student trained with masked-LM only, from scratch: the no-teacher baseline
+STRATEGIES = ("progressive", "joint", "auxiliary", "theseus", "theseus-constant", "none")
+OBJECTIVES = ("mlm", "downstream")
+# Task-agnostic scores; the default objective score is chosen by measurement (README, "Scores").
+SCORES = ("mlm_accuracy", "heldout_ce", "teacher_kl", "top1_agreement")
+
+
+@dataclass(frozen=True)
+class TransferWeights:
+    """Layer-wise loss weights, as released with MobileBERT (tensorflow/models distillation configs).
+
+    fmt: MSE between layer-normalised feature maps (inter-block hidden states).
+    mean / var: match the per-token mean and variance of the raw feature maps.
+    attention: KL(teacher || student) of the attention distributions.
+    """
+
+    fmt: float = 100.0
+    mean: float = 5000.0
+    var: float = 5.0
+    attention: float = 1.0
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """Training and scoring of one candidate.
+
+    layer_steps: steps per layer of the layer-wise stage (progressive: each layer in turn; joint:
+        L * layer_steps steps on all layers; auxiliary and theseus: folded into one stage of the
+        same length; none: MLM steps). pd_steps: pre-training distillation (or final fine-tune) steps.
+        Every strategy thus takes L * layer_steps + pd_steps optimiser steps: the same budget.
+    batch_size, lr: student optimiser (AdamW, constant lr as released; no warm-up).
+    earlier_lr_scale: progressive only: lr factor for layers already transferred (0 = frozen).
+    alpha, temperature: pre-training distillation: alpha * hard-label CE + (1 - alpha) * T^2 * KL.
+    theseus_b, theseus_k: curriculum p = min(1, k * t + b); k is scaled so p reaches 1 at 90% of
+        the replacing stage (released b = 0.1, k = 0.0006 reach 1 after 1,500 steps);
+        theseus_p: the constant replacement probability (released alternative: 0.7).
+    transfer_batches: fixed batches whose teacher outputs are computed once and shared.
+    eval_batches: held-out batches (32 sequences each) of the task-agnostic score.
+    downstream_steps / downstream_eval: the short fine-tune of the downstream objective.
+    score_name: which score is the search objective for ``objective='mlm'``.
+    """
+
+    strategy: str = "progressive"
+    objective: str = "mlm"
+    layer_steps: int = 100
+    pd_steps: int = 300
+    batch_size: int = 32
+    lr: float = 1.5e-3
+    earlier_lr_scale: float = 0.1
+    alpha: float = 0.5
+    temperature: float = 1.0
+    weights: TransferWeights = TransferWeights()
+    theseus_b: float = 0.1
+    theseus_p: float = 0.7
+    transfer_batches: int = 64
+    eval_batches: int = 20
+    downstream_steps: int = 300
+    downstream_lr: float = 1e-3
+    downstream_eval: int = 1000
+    score_name: str = "mlm_accuracy"
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown strategy '{self.strategy}'; choose from {', '.join(STRATEGIES)}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
+        if self.score_name not in SCORES:
+            raise UserError(f"unknown score '{self.score_name}'; choose from {', '.join(SCORES)}")
+        for f in ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches"):
+            if getattr(self, f) < 0 or (f != "pd_steps" and getattr(self, f) == 0):
+                raise UserError(f"distill setting '{f}' must be positive, got {getattr(self, f)}")
+        if not self.lr > 0:
+            raise UserError(f"learning rate must be > 0, got {self.lr}")
+
+    def replace(self, **changes) -> "DistillSettings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def for_space(cls, space, **overrides) -> "DistillSettings":
+        """Budgets per built-in space (smoke: seconds; demo: 1-3 min on 2 CPU cores)."""
+        name = getattr(space, "name", space)
+        base = SPACE_BUDGETS.get(name, {})
+        return cls(**{**base, **overrides})
+
+
+SPACE_BUDGETS: dict[str, dict] = {
+    "smoke": dict(layer_steps=8, pd_steps=16, batch_size=8, transfer_batches=6, eval_batches=4,
+                  downstream_steps=20, downstream_eval=64),
+    "demo": dict(layer_steps=100, pd_steps=300, batch_size=32, transfer_batches=64, eval_batches=20),
+    # paper scale, for a GPU: the released recipe runs 10,000 steps per layer at batch 2048
+    "mobilebert": dict(layer_steps=2000, pd_steps=20000, batch_size=128, transfer_batches=512, eval_batches=100,
+                       downstream_steps=2000),
+}

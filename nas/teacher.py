@@ -1,0 +1,256 @@
+"""The fixed IB-BERT teacher: pre-train it once, pin it by content hash, reuse it everywhere.
+
+No IB-BERT checkpoint was ever released (FACTS.md), so the tool trains its own with masked-LM on
+the pinned corpus. A teacher is a folder::
+
+    model.safetensors   weights (stock MobileBertForMaskedLM layout + the widened Q/K)
+    config.json         MobileBertConfig with ``ib_bert_block_qk: true``
+    teacher.json        space, candidate, recipe, data hash, held-out scores, sha256 of the weights,
+                        and the exact command that reproduces it
+
+Loading verifies the weights against the recorded sha256 and the shape against the space. Only
+safetensors and JSON are read: never pickle.
+
+Why no next-sentence prediction: the paper's teacher used MLM + NSP, but every score here is
+masked-LM on single segments and NSP adds nothing to them (RoBERTa, Liu et al. 2019, found
+removing it does not hurt downstream tasks); its pooler and classifier would be trained weights no
+candidate inherits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from nas.candidate import Candidate
+from nas.errors import UserError
+
+ASSET_DIR = Path(__file__).parent / "assets" / "teachers"
+WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "teacher.json"
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """Masked-LM pre-training of a teacher.
+
+    steps: optimiser steps; batch_size: sequences per step (seq length is the space's);
+    lr: AdamW peak learning rate, reached after ``warmup`` steps, then linear decay to 0 over the run
+    (planned over the whole run: measured best at CPU scale, FACTS.md section 6).
+    eval_batches: held-out batches of the final score.
+    """
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup: int
+    weight_decay: float = 0.01
+    eval_batches: int = 40
+    seed: int = 0
+
+
+# Per built-in space. demo: the 4-layer recipe measured on this machine (FACTS.md section 6) run
+# for longer; mobilebert: paper shape, for a GPU (the paper used 500k LAMB steps at batch 2048).
+RECIPES: dict[str, TeacherRecipe] = {
+    "smoke": TeacherRecipe(steps=120, batch_size=16, lr=3e-3, warmup=20, eval_batches=8),
+    "demo": TeacherRecipe(steps=3000, batch_size=64, lr=3e-3, warmup=200),
+    "mobilebert": TeacherRecipe(steps=200_000, batch_size=256, lr=5e-4, warmup=10_000, eval_batches=100),
+}
+DEFAULT_RECIPE = TeacherRecipe(steps=5000, batch_size=64, lr=1e-3, warmup=500)
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher. ``hash``: first 12 hex digits of the weights' sha256."""
+
+    model: Any  # MobileBertForMaskedLM (eval mode, no grad)
+    candidate: Candidate
+    hash: str
+    meta: dict[str, Any]
+    path: Path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def teachers_dir() -> Path:
+    from nas.data.sources import cache_dir
+
+    return cache_dir() / "teachers"
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+def _lr_lambda(recipe: TeacherRecipe) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < recipe.warmup:
+            return (step + 1) / recipe.warmup
+        return max(0.0, (recipe.steps - step) / max(1, recipe.steps - recipe.warmup))
+    return f
+
+
+def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu", out: Path | None = None,
+                  corpus_files: list[Path] | None = None, log: Callable[[str], None] = print,
+                  command: str | None = None) -> Teacher:
+    """Pre-train the space's teacher with masked-LM and save it; returns the loaded teacher."""
+    import numpy as np
+    import torch
+
+    from nas.data.corpus import heldout_batches, load_corpus, make_mlm_batches
+    from nas.mlm import evaluate_mlm, mlm_loss
+    from nas.models import build_masked_lm
+
+    recipe = recipe or RECIPES.get(space.name, DEFAULT_RECIPE)
+    cand = space.teacher
+    corpus = load_corpus(user_files=corpus_files) if corpus_files else load_corpus()
+    torch.manual_seed(recipe.seed)
+    model = build_masked_lm(cand, seed=recipe.seed).to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
+    batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(recipe.seed))
+    heldout = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=recipe.eval_batches)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+
+    t0 = time.time()
+    tokens = 0
+    log(f"teacher {space.name}: {cand.label}, {recipe.steps} steps x {recipe.batch_size} x {cand.seq_len} tokens, "
+        f"lr {recipe.lr}, device {device}, {torch.get_num_threads()} threads; corpus: {corpus.description}")
+    every = max(1, recipe.steps // 20)
+    for step in range(recipe.steps):
+        b = next(batches).to(device)
+        with amp:
+            loss = mlm_loss(model, b)
+        if not torch.isfinite(loss):
+            raise UserError(f"teacher training diverged at step {step} (loss {loss.item()}); lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        tokens += b.input_ids.numel()
+        if (step + 1) % every == 0 or step == recipe.steps - 1:
+            el = time.time() - t0
+            log(f"  step {step + 1}/{recipe.steps}  loss {loss.item():.3f}  {tokens / el:,.0f} tok/s  {el / 60:.1f} min")
+    seconds = time.time() - t0
+    scores = evaluate_mlm(model, heldout, device=device)
+    log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
+        f"({scores.n_masked:,} masked positions)")
+    meta = {
+        "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
+        "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
+        "data_hash": corpus.data_hash, "data": corpus.description,
+        "heldout": {**scores.as_dict(), "data": f"held-out split: {corpus.description}"},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "mbnas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "torch": torch.__version__,
+    }
+    return save_teacher(model, cand, meta, out)
+
+
+def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None = None) -> Teacher:
+    """Write the three files; the folder is named ``<space>-<hash>`` under ``out`` (default cache)."""
+    from safetensors.torch import save_model
+
+    root = Path(out) if out else teachers_dir()
+    tmp = root / f".tmp-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    # save_model stores tied tensors (decoder <-> word embeddings, head biases) once
+    save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    digest = sha256_file(tmp / WEIGHTS)
+    model.config.to_json_file(str(tmp / CONFIG))
+    meta = {**meta, "sha256": digest, "hash": digest[:12]}
+    (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+    final = root / f"{meta['space']}-{digest[:12]}"
+    if final.exists():  # same weights already stored: keep the first copy
+        import shutil
+        shutil.rmtree(tmp)
+    else:
+        tmp.rename(final)
+    return load_teacher_dir(final)
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None = None) -> Teacher:
+    """Load and verify a teacher folder (our layout: the three files above)."""
+    from safetensors.torch import load_model
+
+    from nas.models import build_masked_lm
+
+    path = Path(path)
+    for f in (WEIGHTS, META):
+        if not (path / f).exists():
+            raise UserError(f"{path}: not a teacher folder (no {f}); train one with 'mbnas teacher train'")
+    meta = json.loads((path / META).read_text())
+    cand = Candidate.from_dict(meta["candidate"], where=f"{path / META}: candidate")
+    if expect is not None and cand.replace(name=None) != expect.replace(name=None):
+        raise UserError(f"{path}: teacher shape {cand.label} (layers {cand.num_layers}, width {cand.hidden_size}) "
+                        f"does not fit the space's teacher {expect.label} (layers {expect.num_layers}, width "
+                        f"{expect.hidden_size}); train one with 'mbnas teacher train --space ...'")
+    digest = sha256_file(path / WEIGHTS)
+    if digest != meta.get("sha256"):
+        raise UserError(f"{path / WEIGHTS}: sha256 {digest[:12]} does not match the recorded {meta.get('hash')}; "
+                        f"the file is corrupt or was replaced: retrain or restore it")
+    model = build_masked_lm(cand)
+    missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False)
+    if missing or unexpected:
+        raise UserError(f"{path / WEIGHTS}: weights do not match the teacher's modules "
+                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Teacher(model=model, candidate=cand, hash=digest[:12], meta=meta, path=path)
+
+
+def find_teacher(space) -> Path | None:
+    """The newest cached teacher for this space's shape, else the built-in one shipped with the package."""
+    want = space.teacher.replace(name=None)
+    found = []
+    for root in (teachers_dir(), ASSET_DIR):
+        for meta_path in sorted(root.glob(f"*/{META}")) if root.exists() else []:
+            try:
+                meta = json.loads(meta_path.read_text())
+                cand = Candidate.from_dict(meta["candidate"]).replace(name=None)
+            except (ValueError, KeyError, UserError):
+                continue
+            if cand == want:
+                found.append((root == teachers_dir(), meta.get("created", ""), meta_path.parent))
+    if not found:
+        return None
+    return max(found)[2]  # a user's own teacher wins over the shipped one; newest first
+
+
+def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> Teacher:
+    if path is not None:
+        return load_teacher_dir(Path(path), device, expect=space.teacher)
+    found = find_teacher(space)
+    if found is None:
+        raise UserError(f"no teacher for space '{space.name}': run 'mbnas teacher train --space {space.name}' "
+                        f"(or pass --teacher DIR)")
+    return load_teacher_dir(found, device, expect=space.teacher)
+
+
+def describe(t: Teacher) -> str:
+    h = t.meta.get("heldout", {})
+    return (f"teacher {t.hash} ({t.path}): {t.candidate.label}, space {t.meta.get('space')}, "
+            f"{t.meta.get('recipe', {}).get('steps')} steps, {t.meta.get('tokens_seen', 0):,} tokens in "
+            f"{t.meta.get('seconds', 0) / 60:.1f} min; held-out masked-token accuracy "
+            f"{h.get('mlm_accuracy', math.nan):.2%}, cross-entropy {h.get('heldout_ce', math.nan):.3f} "
+            f"on {h.get('data', '?')}")

@@ -1,0 +1,123 @@
+"""Teacher pre-training, pinning and reuse; every transfer strategy on the real smoke teacher."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from nas.errors import UserError
+from search_spaces import load_space
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def teacher(smoke_teacher_dir):
+    from nas.teacher import load_teacher
+
+    return load_teacher(load_space("smoke"), path=smoke_teacher_dir)
+
+
+def test_teacher_files_and_hash(smoke_teacher_dir, teacher):
+    meta = json.loads((smoke_teacher_dir / "teacher.json").read_text())
+    assert {"sha256", "data_hash", "recipe", "heldout", "command"} <= set(meta)
+    assert smoke_teacher_dir.name == f"smoke-{meta['sha256'][:12]}" and teacher.hash == meta["sha256"][:12]
+    # pre-training learned something: better than predicting a frequent token (~5.5%, FACTS.md)
+    assert meta["heldout"]["heldout_ce"] < 10.3  # ln(30522) = 10.33: uniform guessing
+
+
+def test_corrupt_teacher_refused(smoke_teacher_dir, tmp_path):
+    from nas.teacher import load_teacher_dir
+
+    bad = tmp_path / "t"
+    shutil.copytree(smoke_teacher_dir, bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="does not match the recorded"):
+        load_teacher_dir(bad)
+
+
+def test_teacher_of_wrong_space_refused(smoke_teacher_dir):
+    from nas.teacher import load_teacher
+
+    with pytest.raises(UserError, match="does not fit the space's teacher"):
+        load_teacher(load_space("demo"), path=smoke_teacher_dir)
+
+
+def test_missing_teacher_message(tmp_path, monkeypatch):
+    from nas import teacher as tmod
+
+    monkeypatch.setenv("MBNAS_CACHE", str(tmp_path))
+    monkeypatch.setattr(tmod, "ASSET_DIR", tmp_path / "none")
+    with pytest.raises(UserError, match="run 'mbnas teacher train --space smoke'"):
+        tmod.load_teacher(load_space("smoke"))
+
+
+@pytest.mark.parametrize("strategy", ["progressive", "joint", "auxiliary", "theseus", "theseus-constant", "none"])
+def test_strategy_trains_and_scores(teacher, strategy):
+    from nas.distill import DistillSettings, distill_candidate
+
+    c = load_space("smoke").sample(1, seed=1)[0]
+    seen = []
+    r = distill_candidate(c, teacher, DistillSettings.for_space("smoke", strategy=strategy),
+                          on_layer=lambda l, v: seen.append(l))
+    assert 0.0 <= r.scores["mlm_accuracy"] <= 1.0 and r.scores["heldout_ce"] > 0
+    assert r.score == r.scores["mlm_accuracy"] and "held-out" in r.score_data
+    if strategy in ("progressive", "joint", "auxiliary"):
+        assert seen == [0, 1] and len(r.layer_losses) == 2
+    else:
+        assert r.layer_losses == []
+
+
+def test_early_stop_from_callback(teacher):
+    from nas.distill import DistillSettings, EarlyStop, distill_candidate
+
+    c = load_space("smoke").sample(1, seed=2)[0]
+
+    def stop(layer, loss):
+        raise EarlyStop(f"layer {layer} loss {loss:.2f} too high")
+
+    with pytest.raises(EarlyStop, match="layer 0"):
+        distill_candidate(c, teacher, DistillSettings.for_space("smoke"), on_layer=stop)
+
+
+def test_divergence_is_reported(teacher):
+    from nas.distill import DistillSettings, Diverged, distill_candidate
+
+    c = load_space("smoke").sample(1, seed=3)[0]
+    with pytest.raises(Diverged):
+        distill_candidate(c, teacher, DistillSettings.for_space("smoke", lr=1e12))
+
+
+def test_saved_student_loads_in_stock_transformers(teacher, tmp_path):
+    import torch
+    from transformers import MobileBertForMaskedLM
+
+    from nas.distill import DistillSettings, distill_candidate
+
+    c = load_space("smoke").sample(1, seed=4)[0]
+    r = distill_candidate(c, teacher, DistillSettings.for_space("smoke"))
+    r.save(tmp_path)
+    stock = MobileBertForMaskedLM.from_pretrained(tmp_path).eval()
+    ids = torch.randint(1000, 2000, (2, 16))
+    r.student.eval()
+    with torch.no_grad():
+        assert torch.allclose(stock(input_ids=ids).logits, r.student(input_ids=ids).logits, atol=1e-5)
+
+
+def test_distill_cli_json(mbnas, smoke_teacher_dir, tmp_path):
+    c = load_space("smoke").sample(1, seed=5)[0]
+    path = c.save(tmp_path / "c.json")
+    code, out, err = mbnas("distill", "--space", "smoke", "--arch", str(path), "--teacher", str(smoke_teacher_dir),
+                           "--strategy", "progressive", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert {"mlm_accuracy", "seconds", "strategy"} <= set(d) and d["strategy"] == "progressive"
+
+
+def test_distill_cli_rejects_foreign_arch(mbnas, smoke_teacher_dir):
+    code, out, err = mbnas("distill", "--space", "smoke", "--arch", "mobilebert", "--teacher", str(smoke_teacher_dir))
+    assert code == 2 and "does not fit space 'smoke'" in err and len(err.strip().splitlines()) == 1
