@@ -6,6 +6,7 @@ over every position costs more than the whole encoder, and the loss only reads m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,14 @@ class MlmScores:
     n_masked: int
 
     def as_dict(self) -> dict[str, float]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """Every score, plus the two "higher is better" forms the search can maximise:
+        mlm_likelihood = exp(-heldout_ce), the geometric-mean probability of the right token;
+        teacher_fidelity = exp(-teacher_kl)."""
+        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        d["mlm_likelihood"] = math.exp(-self.heldout_ce)
+        if self.teacher_kl is not None:
+            d["teacher_fidelity"] = math.exp(-self.teacher_kl)
+        return d
 
 
 @torch.no_grad()

@@ -1,0 +1,175 @@
+"""Device profiles: one JSON file per device and runtime that turns a candidate into milliseconds.
+
+A profile carries everything needed to use and to trust it (nn-Meter / HAT habit: one artefact):
+
+    {
+      "schema": "mbnas.latency-profile/1",
+      "name": "pixel4-cpu-tflite",
+      "description": "...",
+      "device": "Google Pixel 4 (Snapdragon 855), CPU",
+      "conditions": {"runtime": "TFLite (2020)", "threads": 4, "precision": "fp32", "batch": 1, "seq_len": 128},
+      "coefficients": {"fc_macs": 1.1e-08, ...},      # milliseconds per unit of each latency feature
+      "fit": {"method": "...", "data": [{"path": "...", "sha256": "...", "rows": 60}], ...},
+      "error": {"summary": "one line", ...}          # measured, on data the fit did not see
+    }
+
+Latency = features(candidate) . coefficients (``latency_models.features``); every feature belongs to
+one op class, which gives the breakdown. Every estimate says it is predicted and by which profile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from nas.candidate import Candidate
+from nas.errors import UserError
+from nas.ops import OP_CLASSES
+from latency_models.features import CLASS_MATRIX, FEATURES, features_from_ops, features_many
+
+SCHEMA = "mbnas.latency-profile/1"
+PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """A predicted latency.
+
+    latency_ms: predicted milliseconds for one forward pass (batch 1).
+    breakdown: milliseconds per op class; keys are ``nas.ops.OP_CLASSES``; the values sum to latency_ms.
+    profile: name of the device profile that predicted it.
+    error_summary: that profile's measured error, one line.
+    predicted: always True: this number comes from a model, not a measurement.
+    """
+
+    latency_ms: float
+    breakdown: dict[str, float]
+    profile: str
+    error_summary: str
+    predicted: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "breakdown": dict(self.breakdown), "profile": self.profile,
+                "predicted": self.predicted, "error_summary": self.error_summary}
+
+    def describe(self) -> str:
+        """``62.1 ms (predicted by pixel4-cpu-tflite; leave-one-out error ...)``: how the CLI prints it."""
+        return f"{self.latency_ms:.1f} ms (predicted by {self.profile}; {self.error_summary})"
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A fitted latency model for one device and runtime (see the module docstring for the file).
+
+    name: ``<device>-<runtime>`` identifier, e.g. ``host-cpu-litert``.
+    coefficients: milliseconds per unit of each feature of ``latency_models.features.FEATURES``.
+    conditions: runtime, threads, precision, batch, seq_len under which it was measured.
+    fit: how it was fitted and on what data (paths, sha256, row counts).
+    error: measured error; ``error['summary']`` is the one line shown next to every prediction.
+    """
+
+    name: str
+    coefficients: dict[str, float]
+    conditions: dict[str, Any]
+    error: dict[str, Any]
+    fit: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    device: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.coefficients) - set(FEATURES))
+        if unknown:
+            raise UserError(f"profile '{self.name}': unknown feature '{unknown[0]}' in coefficients; "
+                            f"known: {', '.join(FEATURES)}")
+        w = np.array([float(self.coefficients.get(f, 0.0)) for f in FEATURES])
+        if not np.all(np.isfinite(w)):
+            raise UserError(f"profile '{self.name}': coefficients must be finite numbers")
+        object.__setattr__(self, "_w", w)
+        object.__setattr__(self, "_w_class", w[:, None] * CLASS_MATRIX)  # (features, classes)
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def error_summary(self) -> str:
+        return str(self.error.get("summary", "error not measured"))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Coefficients as a vector in ``FEATURES`` order (a copy)."""
+        return self._w.copy()
+
+    def estimate(self, c: Candidate, seq_len: int | None = None) -> LatencyEstimate:
+        """Predicted latency of one candidate, with its per-op-class breakdown.
+
+        Uses the op-list features (the scalar reference); ``estimate_many`` gives the same numbers.
+        """
+        x = features_from_ops(c, seq_len)
+        per_class = x @ self._w_class
+        breakdown = {k: float(v) for k, v in zip(OP_CLASSES, per_class)}
+        return LatencyEstimate(latency_ms=float(per_class.sum()), breakdown=breakdown, profile=self.name,
+                               error_summary=self.error_summary)
+
+    def estimate_many(self, cands: Sequence[Candidate], seq_len: int | None = None) -> np.ndarray:
+        """Predicted latency (ms) of many candidates at once: a float array, one entry per candidate."""
+        return features_many(cands, seq_len) @ self._w
+
+    def breakdown_many(self, cands: Sequence[Candidate], seq_len: int | None = None) -> np.ndarray:
+        """(n, len(OP_CLASSES)) predicted milliseconds per op class."""
+        return features_many(cands, seq_len) @ self._w_class
+
+    # ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "name": self.name, "description": self.description, "device": self.device,
+                "conditions": self.conditions,
+                "coefficients": {f: float(self.coefficients.get(f, 0.0)) for f in FEATURES},
+                "fit": self.fit, "error": self.error}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "profile") -> "DeviceProfile":
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise UserError(f"{where}: not a latency profile (expected a JSON object with schema {SCHEMA!r})")
+        for k in ("name", "coefficients", "conditions", "error"):
+            if k not in d:
+                raise UserError(f"{where}: missing field '{k}'")
+        if not isinstance(d["coefficients"], dict):
+            raise UserError(f"{where}: field 'coefficients' must be an object of feature -> ms per unit")
+        try:
+            return cls(name=str(d["name"]), coefficients={k: float(v) for k, v in d["coefficients"].items()},
+                       conditions=dict(d["conditions"]), error=dict(d["error"]), fit=dict(d.get("fit") or {}),
+                       description=str(d.get("description", "")), device=str(d.get("device", "")))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where}: malformed profile ({exc})") from None
+
+
+def list_profiles() -> list[str]:
+    """Names of the built-in device profiles."""
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A built-in profile by name, or a profile JSON file (e.g. one written by ``mbnas latency calibrate``)."""
+    p = Path(name_or_path)
+    if str(name_or_path) in list_profiles():
+        p = PROFILES_DIR / f"{name_or_path}.json"
+    elif not (p.suffix == ".json" and p.is_file()):
+        raise UserError(f"unknown device profile '{name_or_path}'; known: {', '.join(list_profiles())} "
+                        f"(or give a profile .json file)")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read ({exc.strerror})") from None
+    prof = DeviceProfile.from_dict(data, where=str(p))
+    object.__setattr__(prof, "path", p)
+    return prof

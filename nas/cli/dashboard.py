@@ -1,0 +1,72 @@
+"""``mbnas dashboard``: the Streamlit Pareto dashboard on a study storage."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"  # = dashboard.data.DEFAULT_STORAGE (kept import-free here)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dashboard", help="browse a search: Pareto front, trials, latency by device profile, export",
+        description="Run the Streamlit dashboard on an Optuna study storage (read only). It binds "
+                    "127.0.0.1 unless --host says otherwise, runs headless and refreshes while a search runs.")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
+                   help=f"Optuna storage the search writes (default {DEFAULT_STORAGE}, relative to the "
+                        f"current directory)")
+    p.add_argument("--study", default=None, metavar="S", help="study to open first (default: the newest)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the dashboard to the network)")
+    p.add_argument("--port", type=int, default=8501, metavar="P", help="port (default 8501)")
+    p.add_argument("--refresh", type=float, default=15.0, metavar="SECONDS",
+                   help="re-read the storage this often while a page is open, to follow a running search "
+                        "(default 15; 0 turns it off)")
+    p.set_defaults(func=cmd_dashboard)
+
+
+def streamlit_command(storage: str, study: str | None, host: str, port: int, refresh: float = 15.0) -> list[str]:
+    """The ``streamlit run`` command line for the app (absolute SQLite paths, so cwd does not matter)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from dashboard.data import sqlite_path
+
+    path = sqlite_path(storage)
+    if path is not None and not path.is_absolute():
+        _, sep, query = storage.partition("?")
+        storage = f"sqlite:///{path.resolve()}{sep}{query}"
+    app = Path(importlib.util.find_spec("dashboard.app").origin).resolve()  # also from a stale editable install
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "minimal", "--", "--storage", storage, "--refresh", str(refresh)]
+    if study:
+        cmd += ["--study", study]
+    return cmd
+
+
+def cmd_dashboard(args) -> int:
+    import os
+    import subprocess
+    import sys
+
+    from nas.errors import UserError
+
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.refresh < 0:
+        raise UserError(f"--refresh must be >= 0 seconds (0: off), got {args.refresh:g}")
+    from dashboard.data import sqlite_path
+
+    cmd = streamlit_command(args.storage, args.study, args.host, args.port, args.refresh)
+    path = sqlite_path(args.storage)
+    if path is not None and not path.is_file():
+        print(f"note: {path} does not exist yet; the dashboard shows the study once a search writes it",
+              file=sys.stderr)
+    print(f"mbnas dashboard: http://{args.host}:{args.port}  (storage {cmd[cmd.index('--storage') + 1]})",
+          file=sys.stderr, flush=True)
+    if os.name == "posix":  # become the server: signals reach it directly, no orphan on kill
+        os.execv(cmd[0], cmd)
+    return subprocess.call(cmd)  # pragma: no cover - non-POSIX

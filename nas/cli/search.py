@@ -1,0 +1,113 @@
+"""``mbnas search``: the multi-objective architecture search (score up, predicted latency down)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    import json
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from nas.search.study import DEFAULT_STORAGE, SAMPLER_HELP
+
+    p = sub.add_parser(
+        "search", help="search the space: maximise the score, minimise predicted latency (resumable)",
+        description="Multi-objective search: each trial samples a candidate, predicts its latency on the device "
+                    "profile (rejecting it before training when over --latency-budget-ms), distils it from the "
+                    "space's teacher and scores it. Results go to an Optuna study; rerunning the same command "
+                    "resumes it (a trial whose worker was killed is marked failed and redone).")
+    p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
+    p.add_argument("--strategy", default="progressive",
+                   help="knowledge transfer: progressive (default), joint, auxiliary, theseus, theseus-constant, "
+                        "none (no teacher); or 'search' to search over them as one more dimension")
+    p.add_argument("--objective", default="mlm", choices=("mlm", "downstream"),
+                   help="score: mlm = task-agnostic held-out masked-LM accuracy (default); downstream = held-out "
+                        "accuracy on the labelled sentences")
+    p.add_argument("--device-profile", default="pixel4-cpu-tflite", metavar="PROFILE",
+                   help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency profiles' lists them)")
+    p.add_argument("--latency-budget-ms", type=float, metavar="MS",
+                   help="constraint: candidates predicted slower are rejected before training, with the reason")
+    p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "gp", "random"), help=SAMPLER_HELP)
+    p.add_argument("--trials", type=int, default=12,
+                   help="trained trials the study should hold (default 12); a rerun adds only the missing ones. "
+                        "Rejected trials cost no training and do not count")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
+                   help=f"Optuna storage (default {DEFAULT_STORAGE}, the dashboard's default too); "
+                        f"postgresql://... lets several machines share one study")
+    p.add_argument("--study", metavar="NAME", help="study name (default <space>-<strategy>-<objective>)")
+    p.add_argument("--backend", default="optuna", choices=("optuna", "ray"),
+                   help="optuna: trials one after another in this process (default); ray: Ray Tune with "
+                        "Optuna's searcher, one trial per worker, results in the same storage")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join a running Ray cluster (e.g. 127.0.0.1:6379); default: start a local one whose temp "
+                        "dir lives in the run dir")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads per trial (default: all cores; with other jobs on the machine, 1 "
+                        "is often faster)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N", help="Ray: CPUs per trial (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, metavar="N",
+                   help="Ray: GPUs per trial (default 1 with --device cuda, else 0)")
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where candidates are trained (default cpu)")
+    p.add_argument("--teacher", metavar="DIR", help="teacher folder (default: the cached teacher of the space)")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="where trained students are kept (default: next to the SQLite file, else runs/<study>)")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="train every candidate to the end (no per-layer early stopping)")
+    p.add_argument("--early-stop-factor", type=float, default=1.5, metavar="X",
+                   help="stop a candidate whose transfer loss at a layer is over X times that of >= 2 completed "
+                        "trials that are no slower (default 1.5)")
+    p.add_argument("--distill-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="override a distillation setting (repeatable), e.g. lr=1e-3")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_search(args) -> int:
+    import optuna
+
+    from nas.search import EarlyStopRule, SearchConfig, run_search
+    from nas.search.progress import outcome_line, pareto_table
+
+    from transformers.utils import logging as hf_logging
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it all
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar per trial
+
+    cfg = SearchConfig(
+        space=args.space, strategy=args.strategy, objective=args.objective, device_profile=args.device_profile,
+        latency_budget_ms=args.latency_budget_ms, sampler=args.sampler, trials=args.trials, timeout=args.timeout,
+        storage=args.storage, study=args.study, backend=args.backend, ray_address=args.ray_address, seed=args.seed,
+        device=args.device, teacher=args.teacher, run_dir=args.run_dir,
+        early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor),
+        distill_options=dict(args.distill_option), threads=args.threads, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, progress=not args.quiet,
+    )
+    res = run_search(cfg)
+    s, meta = res.summary, res.meta
+    print(f"\nstudy '{res.study_name}' in {res.storage}: {outcome_line(s)}")
+    print(f"hypervolume {s.hypervolume:.5g} ({meta.score_name} x ms, reference point: {meta.score_name} "
+          f"{meta.reference_point[0]:g}, {meta.reference_point[1]:.3g} ms)")
+    if s.front:
+        print(f"Pareto front ({len(s.front)} of {s.counts.get('complete', 0)} completed trials):")
+        print(pareto_table(s, meta))
+    else:
+        print("no completed trial yet: no Pareto front")
+    print("\nopen the dashboard:\n  mbnas dashboard --storage " + shlex.quote(res.storage)
+          + " --study " + shlex.quote(res.study_name))
+    print("export a model:\n  mbnas export --storage " + shlex.quote(res.storage) + " --study "
+          + shlex.quote(res.study_name) + " --pick knee --out model/")
+    return 0

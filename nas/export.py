@@ -1,0 +1,213 @@
+"""Hand a searched architecture over to stock ``transformers``.
+
+``export_trial`` writes one trial of a study to a folder::
+
+    config.json          a stock MobileBertConfig (architectures: MobileBertForMaskedLM)
+    model.safetensors    the trained student, exactly as the search saved it
+    vocab.txt            the BERT uncased WordPiece vocabulary it was trained with
+    architecture.json    the candidate, every score with the data it was measured on, the predicted
+                         latency with its profile and error, the teacher hash and the strategy
+    model.tflite         optional (``tflite=True``; needs the ``litert`` extra)
+
+and then checks that ``MobileBertForMaskedLM.from_pretrained(folder)`` reproduces the student's
+outputs. ``export_reference`` writes a named reference architecture's config (no weights exist).
+
+Which trial (``pick_trial``): a trial number, or from the feasible Pareto front the ``knee``
+(``nas.pareto.knee_point``), the ``fastest`` or the ``most-accurate`` point, or the most accurate
+trial predicted under a latency (``under_ms``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.errors import UserError, require
+from nas.pareto import knee_point, pareto_front
+from nas.records import StudyMeta
+
+PICKS = ("knee", "fastest", "most-accurate")
+SCHEMA = "mbnas.export/1"
+WEIGHTS, CONFIG, VOCAB, ARCH = "model.safetensors", "config.json", "vocab.txt", "architecture.json"
+TFLITE = "model.tflite"
+
+
+@dataclass(frozen=True)
+class Exported:
+    out: Path
+    trial: int | None
+    files: list[str]
+    max_abs_diff: float | None  # stock transformers vs the student as trained (None: nothing to compare)
+    description: str
+
+
+def _exportable(study) -> list:
+    from nas.search.study import trial_views
+
+    return [v for v in trial_views(study)
+            if v.outcome == "complete" and v.feasible and v.values is not None and v.record is not None
+            and v.record.weights]
+
+
+def pick_trial(study, trial: int | None = None, pick: str | None = None, under_ms: float | None = None):
+    """The ``TrialView`` to export (default: the knee of the front)."""
+    from nas.search.study import trial_views
+
+    if trial is not None:
+        views = {v.number: v for v in trial_views(study)}
+        if trial not in views:
+            raise UserError(f"study '{study.study_name}' has no trial {trial} (trials 0-{len(views) - 1})")
+        v = views[trial]
+        if v.outcome != "complete" or not (v.record and v.record.weights):
+            why = (v.record.failure if v.record and v.record.failure else v.outcome)
+            raise UserError(f"trial {trial} has no trained student to export ({why})")
+        return v
+    done = _exportable(study)
+    if not done:
+        raise UserError(f"study '{study.study_name}' has no completed trial to export yet")
+    if under_ms is not None:
+        fast = [v for v in done if v.values[1] <= under_ms]
+        if not fast:
+            best = min(done, key=lambda v: v.values[1])
+            raise UserError(f"no completed trial is predicted under {under_ms:g} ms (fastest: trial {best.number}, "
+                            f"{best.values[1]:.3g} ms)")
+        return max(fast, key=lambda v: (v.values[0], -v.values[1]))
+    front = pareto_front([v.values[0] for v in done], [v.values[1] for v in done])
+    pick = pick or "knee"
+    if pick == "knee":
+        return done[knee_point(front).index]
+    if pick == "fastest":
+        return done[front[0].index]
+    if pick == "most-accurate":
+        return done[front[-1].index]
+    raise UserError(f"--pick {pick!r}: choose one of {', '.join(PICKS)}")
+
+
+def _prepare_out(out: Path) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_config(candidate, out: Path) -> None:
+    cfg = candidate.to_hf_config()
+    cfg.architectures = ["MobileBertForMaskedLM"]
+    cfg.save_pretrained(str(out))
+
+
+def _max_abs_diff(trained_dir: Path, out: Path, seq_len: int) -> float:
+    """Logits of the student as the search saved it vs. as stock transformers loads the export."""
+    import torch
+    from transformers import MobileBertForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(999, 30000, (2, seq_len), generator=gen)  # (B, T) ordinary word pieces
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        a = MobileBertForMaskedLM.from_pretrained(str(trained_dir)).eval()(input_ids=ids, attention_mask=mask).logits
+        b = MobileBertForMaskedLM.from_pretrained(str(out)).eval()(input_ids=ids, attention_mask=mask).logits
+    return float((a - b).abs().max())
+
+
+def export_tflite(out: Path, seq_len: int) -> Path:
+    """``model.tflite`` of the exported folder via litert-torch (int32 input ids, fixed length)."""
+    litert_torch = require("litert_torch", "litert")
+    import torch
+    from transformers import MobileBertForMaskedLM
+
+    model = MobileBertForMaskedLM.from_pretrained(str(out), attn_implementation="eager").eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):  # (1, T) -> (1, T, V)
+            return self.m(input_ids=input_ids).logits
+
+    sample = (torch.randint(999, 30000, (1, seq_len)),)
+    litert_torch.convert(Logits(model).eval(), sample).export(str(out / TFLITE))
+    return out / TFLITE
+
+
+def export_trial(study, out: Path, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
+                 tflite: bool = False, storage_url: str | None = None) -> Exported:
+    from nas.data.tokenizer import vocab_path
+
+    meta = StudyMeta.from_study(study)
+    if meta is None:
+        raise UserError(f"study '{study.study_name}' was not written by 'mbnas search' (no mbnas settings in it)")
+    v = pick_trial(study, trial, pick, under_ms)
+    rec = v.record
+    trained_dir = Path(meta.run_dir or ".") / Path(rec.weights).parent
+    weights = trained_dir / Path(rec.weights).name
+    if not weights.exists():
+        raise UserError(f"trial {v.number}: trained weights not found at {weights}; export on the machine that "
+                        f"trained it, or copy its run dir ({meta.run_dir}) here")
+    out = _prepare_out(out)
+    _write_config(rec.candidate, out)
+    shutil.copyfile(weights, out / WEIGHTS)
+    shutil.copyfile(vocab_path(), out / VOCAB)
+    c = rec.candidate
+    arch = {
+        "schema": SCHEMA,
+        "candidate": c.to_dict(),
+        "label": c.label,
+        "params": rec.params,
+        "flops": rec.flops,
+        "score": {"name": meta.score_name, "value": v.values[0], "data": meta.score_data},
+        "scores": {k: {"value": x, "data": meta.score_data} for k, x in rec.scores.items()},
+        "latency": {"ms": v.values[1], "predicted": True, "profile": meta.latency_profile,
+                    "error": meta.latency_error, "seq_len": c.seq_len, "breakdown_ms": rec.latency_breakdown},
+        "teacher_hash": rec.teacher_hash,
+        "strategy": rec.strategy,
+        "layer_losses": rec.layer_losses,
+        "train_seconds": rec.seconds,
+        "source": {"study": study.study_name, "trial": v.number, "storage": storage_url},
+        "tokenizer": "BERT uncased WordPiece (vocab.txt); lower-case the text, [CLS] text [SEP]",
+    }
+    diff = _max_abs_diff(trained_dir, out, c.seq_len) if (trained_dir / CONFIG).exists() else None
+    arch["check"] = {"stock_transformers_max_abs_logit_diff": diff}
+    (out / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
+    files = [CONFIG, WEIGHTS, VOCAB, ARCH]
+    if tflite:
+        export_tflite(out, c.seq_len)
+        files.append(TFLITE)
+    desc = (f"trial {v.number} ({c.label}, {rec.strategy}): {meta.score_name} {v.values[0]:.4f} on {meta.score_data}; "
+            f"{v.values[1]:.3g} ms predicted on {meta.latency_profile} ({meta.latency_error})")
+    return Exported(out=out, trial=v.number, files=files, max_abs_diff=diff, description=desc)
+
+
+def export_reference(name: str, out: Path) -> Exported:
+    from nas.ops import count
+    from nas.references import get_reference
+
+    ref = get_reference(name)
+    c = ref.candidate
+    out = _prepare_out(out)
+    _write_config(c, out)
+    k = count(c)
+    arch = {
+        "schema": SCHEMA, "candidate": c.to_dict(), "label": c.label, "params": k.params, "flops": k.flops,
+        "reference": {"name": ref.name, "description": ref.description, "paper_params_m": ref.paper_params_m,
+                      "pixel4_latency_ms": ref.pixel4_latency_ms, "pixel4_verified": ref.pixel4_verified,
+                      "latency_source": "MobileBERT paper, Tables 4-5 (TFLite, 4 threads, seq 128)"},
+        "weights": None,
+    }
+    if c.attention == "block":
+        arch["note"] = ("IB-BERT teacher: Q/K read the block input, which stock transformers cannot build; "
+                        "config.json carries ib_bert_block_qk and nas.models.build_masked_lm builds it")
+    (out / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
+    return Exported(out=out, trial=None, files=[CONFIG, ARCH], max_abs_diff=None,
+                    description=f"reference {ref.name} ({c.label}, {k.params_m:.2f}M params): config only, no weights")
+
+
+def load_exported(out: Path) -> dict[str, Any]:
+    return json.loads((Path(out) / ARCH).read_text())

@@ -1,0 +1,266 @@
+"""One trial of a search, in three steps every backend shares.
+
+1. ``plan_trial``: sample a candidate (and a strategy, when strategies are searched) through the
+   Optuna trial, predict its latency, and reject it before any training when it is over the latency
+   budget or violates the space's constraints. The budget is a constraint of the study
+   (``trial.set_constraint``: predicted ms minus budget, feasible when <= 0) so constraint-aware
+   samplers learn where the budget lies. The trial's ``TrialRecord`` is written now, so even a
+   worker killed mid-training leaves a record of what it was training.
+2. ``train_plan``: distil the candidate from the teacher; after each layer's phase the transfer loss
+   goes to the early-stopping rule (``early_stop``), which may stop it. Divergence (NaN), running out
+   of memory and unexpected errors end the trial as failed, with the reason; the search goes on.
+   Pure computation: it touches no storage, so Ray runs it on any worker.
+3. ``finish_trial``: write the final record and tell Optuna the outcome (see ``study.outcome_of``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nas.candidate import Candidate
+from nas.errors import UserError
+from nas.ops import count
+from nas.records import TrialRecord
+from nas.search.early_stop import CandidateStopper, Curve, EarlyStopRule
+from nas.search.study import CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED
+
+BUDGET_CONSTRAINT = "latency_budget_ms"  # constraint key: predicted ms - budget
+SPACE_CONSTRAINT = "space_constraints"  # constraint key: number of violated space constraints
+DEFAULT_STRATEGY = "progressive"
+
+
+@dataclass
+class TrialContext:
+    """What every trial of a search needs; built once per process (and shipped to Ray workers).
+
+    strategy: a ``nas.distill.STRATEGIES`` entry, or ``"search"`` to sample it per trial.
+    settings_overrides: ``DistillSettings`` fields to replace (e.g. ``{"lr": 1e-3}``).
+    run_dir: trained students go to ``run_dir/trial-NNNN/``.
+    threads: torch threads per trial (None: torch's default).
+    """
+
+    space: Any  # search_spaces.SearchSpace
+    strategy: str
+    objective: str
+    profile: Any  # latency_models profile
+    teacher: Any  # nas.teacher.Teacher
+    device: str = "cpu"
+    seed: int = 0
+    budget_ms: float | None = None
+    run_dir: Path = Path("runs")
+    early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    _settings: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def strategies(self) -> tuple[str, ...]:
+        from nas.distill import STRATEGIES
+
+        return tuple(STRATEGIES) if self.strategy == "search" else (self.strategy,)
+
+    def settings_for(self, strategy: str):
+        """``DistillSettings`` for one strategy, with the overrides applied (cached)."""
+        if strategy not in self._settings:
+            from nas.distill import DistillSettings
+
+            s = DistillSettings.for_space(self.space, strategy=strategy, objective=self.objective,
+                                          device=self.device, seed=self.seed)
+            if self.settings_overrides:
+                names = {f.name for f in dataclasses.fields(s)}
+                unknown = sorted(set(self.settings_overrides) - names)
+                if unknown:
+                    raise UserError(f"--distill-option {unknown[0]}: not a distillation setting; "
+                                    f"known: {', '.join(sorted(names))}")
+                s = dataclasses.replace(s, **self.settings_overrides)
+            self._settings[strategy] = s
+        return self._settings[strategy]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sampled trial. rejected: why it will not be trained (None: train it)."""
+
+    number: int
+    candidate: Candidate
+    strategy: str
+    record: TrialRecord
+    rejected: str | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return self.record.latency_ms
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What training a plan produced. kind: complete | stopped | failed."""
+
+    kind: str
+    score: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    layer_losses: list[float] = field(default_factory=list)
+    layer_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    weights: str | None = None
+    failure: str | None = None
+    score_name: str | None = None  # what ``score`` is, and the data it was measured on
+    score_data: str | None = None
+    cpu_seconds: float | None = None  # CPU time of the training process (wall time misleads on a busy host)
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. plan
+def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
+    """Sample, predict, check: writes the trial's record and constraints (no training)."""
+    strategies = ctx.strategies()
+    strategy = trial.suggest_categorical("strategy", list(strategies)) if len(strategies) > 1 else strategies[0]
+    cand = ctx.space.suggest(trial).replace(name=f"trial-{trial.number}")
+    est = ctx.profile.estimate(cand)
+    k = count(cand)
+
+    reasons = []
+    if ctx.budget_ms is not None:
+        trial.set_constraint(BUDGET_CONSTRAINT, est.latency_ms - ctx.budget_ms)
+        if est.latency_ms > ctx.budget_ms:
+            reasons.append(f"predicted {est.latency_ms:.2f} ms on {est.profile} is over the budget of "
+                           f"{ctx.budget_ms:g} ms")
+    violations = ctx.space.constraints.violations(cand)
+    if violations:
+        trial.set_constraint(SPACE_CONSTRAINT, float(len(violations)))
+        reasons += violations
+    rejected = (REJECTED + "; ".join(reasons) + " (not trained)") if reasons else None
+
+    record = TrialRecord(
+        candidate=cand, params=k.params, flops=k.flops, latency_ms=float(est.latency_ms),
+        latency_breakdown={str(op): float(ms) for op, ms in dict(est.breakdown).items()},
+        strategy=strategy, teacher_hash=ctx.teacher.hash, failure=rejected,
+    )
+    for key, value in record.to_user_attrs().items():
+        trial.set_user_attr(key, value)
+    return Plan(number=trial.number, candidate=cand, strategy=strategy, record=record, rejected=rejected)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. train
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return "out of memory" in str(exc).lower()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = None,
+               on_layer: Callable[[int, float], None] | None = None) -> Outcome:
+    """Distil ``plan.candidate``; ``completed``: curves of completed trials for early stopping;
+    ``on_layer(layer, loss)``: progress hook (called before the stopping rule)."""
+    from nas.distill import Diverged, EarlyStop, distill_candidate
+
+    if ctx.threads:
+        import torch
+
+        torch.set_num_threads(ctx.threads)
+    settings = ctx.settings_for(plan.strategy)
+    stopper = CandidateStopper(ctx.early_stop, plan.latency_ms, plan.strategy, completed or []) \
+        if ctx.early_stop is not None else None
+    losses: list[float] = []
+    stamps: list[float] = []
+    t0, cpu0 = time.time(), time.process_time()
+
+    def layer_done(layer: int, loss: float) -> None:
+        losses.append(float(loss))
+        stamps.append(round(time.time() - t0, 3))
+        if on_layer is not None:
+            on_layer(layer, loss)
+        reason = stopper.check(layer, float(loss)) if stopper is not None else None
+        if reason and layer < plan.candidate.num_layers - 1:
+            raise EarlyStop(reason)
+
+    def failed(why: str) -> Outcome:
+        return Outcome("failed", layer_losses=losses, layer_seconds=stamps, seconds=time.time() - t0, failure=why,
+                       cpu_seconds=time.process_time() - cpu0)
+
+    try:
+        result = distill_candidate(plan.candidate, ctx.teacher, settings, on_layer=layer_done)
+    except EarlyStop as exc:
+        return Outcome("stopped", layer_losses=losses, layer_seconds=stamps, seconds=time.time() - t0,
+                       failure=STOPPED + (str(exc) or "early stopping"), cpu_seconds=time.process_time() - cpu0)
+    except Diverged as exc:
+        return failed(f"diverged: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one bad candidate must not end the search
+        if _is_oom(exc):
+            return failed(f"out of memory: {_one_line(exc)}")
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+        return failed(f"error: {_one_line(exc)}{where}")
+
+    seconds, cpu_seconds = time.time() - t0, time.process_time() - cpu0
+    score = float(result.score)
+    if not math.isfinite(score):
+        return failed(f"diverged: {result.score_name} is {score} after training")
+    out_dir = ctx.run_dir / f"trial-{plan.number:04d}"
+    result.save(out_dir)
+    return Outcome(
+        "complete", score=score, scores={k: float(v) for k, v in dict(result.scores).items()},
+        layer_losses=[float(x) for x in result.layer_losses] or losses, layer_seconds=stamps,
+        seconds=seconds, weights=f"{out_dir.name}/model.safetensors",
+        score_name=str(result.score_name), score_data=str(result.score_data), cpu_seconds=cpu_seconds,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. finish
+def final_record(plan: Plan, outcome: Outcome) -> TrialRecord:
+    return dataclasses.replace(
+        plan.record, score=outcome.score, scores=dict(outcome.scores), layer_losses=list(outcome.layer_losses),
+        seconds=round(outcome.seconds, 3), weights=outcome.weights, failure=outcome.failure,
+    )
+
+
+def finish_trial(study: Any, trial: Any, plan: Plan, outcome: Outcome | None) -> None:
+    """Record and tell. ``outcome`` None: the plan was rejected and never trained."""
+    from optuna.trial import TrialState
+
+    if outcome is None:
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    for key, value in final_record(plan, outcome).to_user_attrs().items():
+        if key != "mbnas.candidate":  # unchanged since plan_trial
+            trial.set_user_attr(key, value)
+    trial.set_user_attr(LAYER_SECONDS_ATTR, list(outcome.layer_seconds))
+    if outcome.cpu_seconds is not None:
+        trial.set_user_attr(CPU_SECONDS_ATTR, round(outcome.cpu_seconds, 3))
+    if outcome.kind == "complete":
+        study.tell(trial, [outcome.score, plan.latency_ms])
+    elif outcome.kind == "stopped":
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def completed_curves(study: Any) -> list[Curve]:
+    """Early stopping's reference: completed trials' per-layer transfer losses."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rec = TrialRecord.from_trial(t)
+        if rec is not None and rec.layer_losses:
+            out.append(Curve(t.number, rec.latency_ms, rec.strategy, tuple(rec.layer_losses)))
+    return out

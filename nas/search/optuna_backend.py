@@ -1,0 +1,118 @@
+"""The embedded backend: trials run one after another in this process, through Optuna's ask/tell.
+
+Ask/tell rather than ``study.optimize``: a trial rejected over the latency budget costs no training
+and must not use up one of ``--trials``; a trial that fails must be told with its reason; and the
+loop re-reads the study before each trial, so several processes on one shared database (PostgreSQL)
+together stop at ``--trials`` and each one marks trials of dead workers as interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from nas.errors import UserError
+from nas.search.objective import Outcome, completed_curves, finish_trial, plan_trial, train_plan
+from nas.search.progress import ProgressBar, record_hypervolume, summarize
+from nas.search.study import (
+    INTERRUPTED, REJECTED, Liveness, counts_toward_budget, make_sampler, process_seed, recover_interrupted,
+)
+
+MAX_REJECTED_IN_A_ROW = 200  # the budget pre-check makes this rare; it stops a search that can't proceed
+MAX_ERRORS_IN_A_ROW = 3  # unexpected errors (not NaN, not OOM) in a row point to a bug, not a candidate
+
+
+def _slot(study, number: int) -> int:
+    """1-based position of trial ``number`` among the trials that use a training slot. Workers that
+    ask at the same moment agree on it, so exactly the ones within ``--trials`` go on."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.number <= number and (t.number == number or counts_toward_budget(t)))
+
+
+def _shared(storage_url: str) -> bool:
+    return not storage_url.startswith("sqlite")
+
+
+def run_optuna(prep, log: Callable[[str], None] = print) -> None:
+    import torch
+    from optuna.trial import TrialState
+
+    from nas.search.runner import settle_score_meta
+
+    cfg, study, ctx = prep.config, prep.study, prep.ctx
+    meta = prep.meta
+    study.sampler = make_sampler(cfg.sampler, process_seed(cfg.seed, study, _shared(cfg.storage)))
+    deadline = time.time() + cfg.timeout if cfg.timeout else None
+    summary = summarize(study, meta)
+    bar = ProgressBar(cfg.trials, summary.trained, enabled=cfg.progress)
+    liveness = Liveness()
+    rejected_in_row = errors_in_row = 0
+    threads = torch.get_num_threads()  # train_plan sets ctx.threads; give the caller's setting back
+    try:
+        while True:
+            recover_interrupted(study, prep.storage)
+            summary = summarize(study, meta)
+            bar.update(summary)
+            if summary.trained + summary.counts.get("running", 0) >= cfg.trials:
+                break
+            if deadline is not None and time.time() >= deadline:
+                log(f"--timeout {cfg.timeout:g} s reached: no new trials")
+                break
+            trial = study.ask()
+            liveness.claim(trial)
+            if _slot(study, trial.number) > cfg.trials:
+                # another worker took the last slot between our count and our ask
+                liveness.release(trial)
+                trial.set_user_attr("mbnas.failure", f"{REJECTED}not needed: the study already holds {cfg.trials} "
+                                                     f"trials (another worker took the last one)")
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+            try:
+                plan = plan_trial(trial, ctx)
+                if plan.rejected:
+                    liveness.release(trial)
+                    finish_trial(study, trial, plan, None)
+                    rejected_in_row += 1
+                    if rejected_in_row >= MAX_REJECTED_IN_A_ROW:
+                        raise UserError(f"{rejected_in_row} candidates in a row were rejected ({plan.rejected}); "
+                                        f"raise --latency-budget-ms")
+                    continue
+                rejected_in_row = 0
+                bar.update(summary, f"trial {trial.number} {plan.candidate.label}")
+
+                so_far: list[float] = []
+
+                def on_layer(layer: int, loss: float, t=trial, s=summary, so_far=so_far) -> None:
+                    so_far.append(float(loss))
+                    t.set_user_attr("mbnas.layer_losses", list(so_far))  # live, for the dashboard
+                    bar.update(s, f"trial {t.number} layer {layer} loss {loss:.4g}")
+
+                outcome: Outcome = train_plan(plan, ctx, completed_curves(study), on_layer=on_layer)
+            except BaseException as exc:
+                # Ctrl-C or a bug outside training: leave the trial marked, never RUNNING forever
+                liveness.release(trial)
+                why = "stopped by the user" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+                try:
+                    if trial.number not in [t.number for t in study.get_trials(
+                            deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE))]:
+                        trial.set_user_attr("mbnas.failure", f"{INTERRUPTED}{why}")
+                        study.tell(trial, state=TrialState.FAIL)
+                except Exception:
+                    pass
+                raise
+            liveness.release(trial)
+            finish_trial(study, trial, plan, outcome)
+            if outcome.kind == "complete":
+                meta = settle_score_meta(study, meta, outcome.score_name, outcome.score_data)
+            if outcome.kind == "failed":
+                log(f"trial {trial.number} ({plan.candidate.label}) failed: {outcome.failure}")
+            errors_in_row = errors_in_row + 1 if (outcome.failure or "").startswith("error:") else 0
+            if errors_in_row >= MAX_ERRORS_IN_A_ROW:
+                raise RuntimeError(f"{errors_in_row} trials in a row failed with an unexpected error, the last: "
+                                   f"{outcome.failure}")
+            record_hypervolume(study, summarize(study, meta))
+    finally:
+        torch.set_num_threads(threads)
+        liveness.close()
+        bar.update(summarize(study, meta))
+        bar.close()

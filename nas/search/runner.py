@@ -1,0 +1,199 @@
+"""``run_search``: from settings to a finished study, whichever backend trains the trials.
+
+Setting up is the same for every backend: load the space, the latency profile and the teacher;
+open (or resume) the study and check that a resumed study was made with the same settings; mark
+trials of dead workers as interrupted; fix the hypervolume reference point once. Then the backend
+runs trials until the study holds ``trials`` trained ones (``study.counts_toward_budget``: trials
+rejected over the budget cost no training and do not count; interrupted ones are redone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nas.errors import UserError
+from nas.records import StudyMeta
+from nas.search.early_stop import EarlyStopRule
+from nas.search.objective import TrialContext
+from nas.search.progress import Summary, summarize
+from nas.search.study import (
+    DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS, create_or_check, default_run_dir, open_storage, recover_interrupted,
+)
+
+OBJECTIVES = ("mlm", "downstream")
+BACKENDS = ("optuna", "ray")
+DEFAULT_PROFILE = "pixel4-cpu-tflite"
+SCORE_FLOOR = 0.0  # worst acceptable score of the hypervolume reference point
+REFERENCE_SAMPLES = 512  # random candidates whose slowest prediction bounds the reference latency
+
+
+@dataclass
+class SearchConfig:
+    """Settings of ``mbnas search`` (see ``nas/cli/search.py`` for each option's help)."""
+
+    space: str = "demo"
+    strategy: str = "progressive"
+    objective: str = "mlm"
+    device_profile: str = DEFAULT_PROFILE
+    latency_budget_ms: float | None = None
+    sampler: str = DEFAULT_SAMPLER
+    trials: int = 12
+    timeout: float | None = None
+    storage: str = DEFAULT_STORAGE
+    study: str | None = None
+    backend: str = "optuna"
+    ray_address: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    teacher: str | None = None
+    run_dir: str | None = None
+    early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)
+    distill_options: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # torch CPU threads per trial (None: torch's default, all cores)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: 1 with --device cuda, else 0
+    progress: bool = True
+
+
+def default_study_name(space: str, strategy: str, objective: str) -> str:
+    return f"{Path(space).stem}-{strategy}-{objective}"
+
+
+@dataclass
+class Prepared:
+    """A study ready for a backend."""
+
+    config: SearchConfig
+    storage: Any
+    study: Any
+    meta: StudyMeta
+    ctx: TrialContext
+    recovered: list[int]
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    storage: str
+    meta: StudyMeta
+    summary: Summary
+    recovered: list[int]
+
+
+def _check(cfg: SearchConfig) -> None:
+    from nas.distill import STRATEGIES
+
+    if cfg.strategy not in (*STRATEGIES, "search"):
+        raise UserError(f"--strategy {cfg.strategy!r}: choose one of {', '.join(STRATEGIES)}, or 'search'")
+    if cfg.objective not in OBJECTIVES:
+        raise UserError(f"--objective {cfg.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if cfg.sampler not in SAMPLERS:
+        raise UserError(f"--sampler {cfg.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if cfg.backend not in BACKENDS:
+        raise UserError(f"--backend {cfg.backend!r}: choose one of {', '.join(BACKENDS)}")
+    if cfg.trials < 1:
+        raise UserError(f"--trials must be at least 1, got {cfg.trials}")
+    if cfg.latency_budget_ms is not None and not cfg.latency_budget_ms > 0:
+        raise UserError(f"--latency-budget-ms must be positive, got {cfg.latency_budget_ms}")
+    if cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        raise UserError(f"--device {cfg.device!r}: cpu or cuda")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {cfg.threads}")
+    if cfg.ray_address and cfg.backend != "ray":
+        raise UserError("--ray-address needs --backend ray")
+
+
+def _space_latencies(space, profile, n: int = REFERENCE_SAMPLES):
+    from search_spaces.space import RandomSuggester
+
+    rng = RandomSuggester(0)
+    cands = [space.suggest(rng) for _ in range(n)]
+    return [float(x) for x in profile.estimate_many(cands)]
+
+
+def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
+    from latency_models import load_profile
+    from nas.teacher import load_teacher
+    from search_spaces import load_space
+
+    _check(cfg)
+    if cfg.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
+    space = load_space(cfg.space)
+    profile = load_profile(cfg.device_profile)
+    teacher = load_teacher(space, device=cfg.device, path=cfg.teacher)
+    name = cfg.study or default_study_name(space.name, cfg.strategy, cfg.objective)
+    storage = open_storage(cfg.storage)
+
+    lats = _space_latencies(space, profile)
+    if cfg.latency_budget_ms is not None and min(lats) > cfg.latency_budget_ms:
+        raise UserError(f"--latency-budget-ms {cfg.latency_budget_ms:g}: none of {len(lats)} random candidates of "
+                        f"space '{space.name}' is predicted that fast on {cfg.device_profile} (fastest "
+                        f"{min(lats):.2f} ms); raise the budget")
+    try:
+        teacher_ms = float(profile.estimate(space.teacher).latency_ms)
+    except Exception:  # a profile may not cover the teacher's block-input attention
+        teacher_ms = 0.0
+    ref_ms = cfg.latency_budget_ms if cfg.latency_budget_ms is not None else max(max(lats), teacher_ms) * 1.05
+
+    ctx = TrialContext(space=space, strategy=cfg.strategy, objective=cfg.objective, profile=profile,
+                       teacher=teacher, device=cfg.device, seed=cfg.seed, budget_ms=cfg.latency_budget_ms,
+                       early_stop=cfg.early_stop, settings_overrides=dict(cfg.distill_options),
+                       threads=cfg.threads)
+    first = ctx.settings_for(ctx.strategies()[0])  # validates --distill-option early
+    score_name = "downstream_accuracy" if cfg.objective == "downstream" else first.score_name  # higher is better
+    score_data = "(named by the first completed trial)"  # the trainer says which data; settle_score_meta
+    run_dir = Path(cfg.run_dir).resolve() if cfg.run_dir else default_run_dir(cfg.storage, name)
+    meta = StudyMeta(
+        space=space.to_dict(), strategy=cfg.strategy, objective=cfg.objective, score_name=score_name,
+        score_data=score_data, latency_profile=cfg.device_profile,
+        latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
+        reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
+        run_dir=str(run_dir), seed=cfg.seed,
+    )
+    study, meta = create_or_check(storage, name, meta)
+    ctx.run_dir = Path(meta.run_dir)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    recovered = recover_interrupted(study, storage)
+    for n in recovered:
+        log(f"trial {n} was interrupted (its worker is gone): marked failed; the search resumes")
+    return Prepared(config=cfg, storage=storage, study=study, meta=meta, ctx=ctx, recovered=recovered)
+
+
+def settle_score_meta(study, meta: StudyMeta, score_name: str | None, score_data: str | None) -> StudyMeta:
+    """The trainer names its score and data; the study records what the first completed trial said."""
+    import dataclasses
+
+    changes = {}
+    if score_name and score_name != meta.score_name:
+        changes["score_name"] = score_name
+    if score_data and score_data != meta.score_data:
+        changes["score_data"] = score_data
+    if not changes:
+        return meta
+    meta = dataclasses.replace(meta, **changes)
+    for k, v in meta.to_user_attrs().items():
+        study.set_user_attr(k, v)
+    return meta
+
+
+def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchResult:
+    prep = prepare(cfg, log)
+    if cfg.backend == "ray":
+        from nas.search.ray_backend import run_ray
+
+        run_ray(prep, log)
+    else:
+        from nas.search.optuna_backend import run_optuna
+
+        run_optuna(prep, log)
+    meta = StudyMeta.from_study(prep.study) or prep.meta
+    summary = summarize(prep.study, meta)
+    return SearchResult(study_name=prep.study.study_name, storage=cfg.storage, meta=meta, summary=summary,
+                        recovered=prep.recovered)
+

@@ -1,0 +1,324 @@
+"""The Optuna study a search writes: storage, settings check, samplers, liveness and resume.
+
+Every backend goes through this module, so a study started with ``--backend optuna`` can be
+resumed with ``--backend ray`` (or by a second worker on a shared PostgreSQL) and the dashboard and
+export read one format.
+
+Trial outcomes. A trial's Optuna state plus the first word of its ``TrialRecord.failure`` say what
+happened (``outcome_of``):
+
+    complete     COMPLETE  trained and scored; values = (score, predicted latency_ms)
+    rejected     PRUNED    "rejected: ..."      never trained: over the latency budget or the space's
+                                                constraints (its constraint values are > 0)
+    stopped      PRUNED    "stopped early: ..." per-layer early stopping (``early_stop``)
+    failed       FAIL      "diverged: ..." / "out of memory: ..." / "error: ..."
+    interrupted  FAIL      "interrupted: ..."   its worker died (SIGKILL, power loss); redone on resume
+    running      RUNNING
+
+Liveness. Optuna's own heartbeat fails stale trials without saying why, so the search keeps its
+own: every trial it trains carries ``mbnas.run.worker`` (host, boot, pid namespace, pid and the
+process start time) and ``mbnas.run.heartbeat`` (unix seconds, refreshed every
+``HEARTBEAT_S``). At start-up and before each new trial, a RUNNING trial is marked ``interrupted``
+when its worker is provably gone (same machine: the pid no longer exists or now belongs to another
+process) or silent for longer than ``GRACE_S`` (another machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.errors import UserError
+from nas.records import DIRECTIONS, StudyMeta, TrialRecord
+
+DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+DEFAULT_SAMPLER = "tpe"
+SAMPLER_HELP = (
+    "tpe (default): models each categorical dimension directly, proposes from the first few trials on "
+    "(4 random start-up trials), learns from budget-rejected trials and keeps parallel workers apart "
+    "(constant liar); nsga2: a genetic algorithm that stays random for its whole first population (50); "
+    "gp: Gaussian process, strong on continuous dimensions, here mostly categorical ones, and slower per "
+    "trial; random: the baseline"
+)
+
+# user attributes of the search's own bookkeeping (records.py's parser ignores them)
+WORKER_ATTR = "mbnas.run.worker"
+HEARTBEAT_ATTR = "mbnas.run.heartbeat"
+LAYER_SECONDS_ATTR = "mbnas.run.layer_seconds"  # wall time at the end of each layer's phase
+CPU_SECONDS_ATTR = "mbnas.run.cpu_seconds"  # CPU time the trial's training used (its process)
+HYPERVOLUME_ATTR = "mbnas.hypervolume"  # study attr: hypervolume of the feasible front, latest
+HEARTBEAT_S = 15.0
+GRACE_S = 120.0
+
+OUTCOMES = ("complete", "rejected", "stopped", "failed", "interrupted", "running")
+REJECTED, STOPPED, INTERRUPTED = "rejected: ", "stopped early: ", "interrupted: "
+
+
+# ------------------------------------------------------------------------------------------------
+# outcomes
+def outcome_of(trial: Any) -> str:
+    """One of ``OUTCOMES`` for an Optuna ``FrozenTrial``."""
+    from optuna.trial import TrialState
+
+    if trial.state == TrialState.COMPLETE:
+        return "complete"
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return "running"
+    failure = str(trial.user_attrs.get("mbnas.failure") or "")
+    if trial.state == TrialState.PRUNED:
+        return "rejected" if failure.startswith(REJECTED) else "stopped"
+    return "interrupted" if failure.startswith(INTERRUPTED) or not failure else "failed"
+
+
+def counts_toward_budget(trial: Any) -> bool:
+    """Trials that used (or are using) a training slot: what ``--trials`` counts."""
+    return outcome_of(trial) in ("complete", "stopped", "failed", "running")
+
+
+# ------------------------------------------------------------------------------------------------
+# storage and study
+def open_storage(url: str):
+    """An Optuna ``RDBStorage`` for ``url``; a SQLite file's folder is created."""
+    import optuna
+
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # writes from the heartbeat thread and a second local process wait instead of failing
+        kwargs["connect_args"] = {"timeout": 60}
+    elif url.startswith(("postgresql", "mysql")):
+        kwargs["pool_pre_ping"] = True
+    elif "://" not in url:
+        raise UserError(f"--storage {url!r} is not a database URL; e.g. {DEFAULT_STORAGE} or "
+                        f"postgresql://user@host/db")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except ImportError as exc:
+        raise UserError(f"--storage {url}: database driver missing ({exc}); pip install "
+                        f"'mobilebert-nas[postgres]' for PostgreSQL") from None
+    except Exception as exc:  # sqlalchemy.exc.OperationalError, ArgumentError ...
+        raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0]})") from None
+
+
+def default_run_dir(storage_url: str, study_name: str) -> Path:
+    """Where trained students go: next to a SQLite file, else ``runs/<study>`` under the cwd."""
+    if storage_url.startswith("sqlite:///"):
+        return (Path(storage_url[len("sqlite:///"):]).parent / study_name).resolve()
+    return (Path("runs") / study_name).resolve()
+
+
+def load_study(storage, name: str):
+    """An existing study, or a UserError listing the studies the storage holds."""
+    import optuna
+
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise UserError(f"no study '{name}' in the storage (studies there: {known})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+# Settings that define what a study's numbers mean: a rerun must use the same ones.
+_DEFINING = ("strategy", "objective", "latency_profile", "latency_budget_ms", "teacher_hash")
+
+
+def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
+    """Create the study with ``meta``, or load it and check that ``meta`` agrees with what it holds."""
+    import optuna
+
+    study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS),
+                                sampler=sampler, load_if_exists=True)
+    old = StudyMeta.from_study(study)
+    if old is None:
+        for k, v in meta.to_user_attrs().items():
+            study.set_user_attr(k, v)
+        return study, meta
+    diffs = [f"{k} {getattr(old, k)!r} (now {getattr(meta, k)!r})" for k in _DEFINING
+             if getattr(old, k) != getattr(meta, k)]
+    if old.space.get("name") != meta.space.get("name") or old.space != meta.space:
+        diffs.insert(0, f"space {old.space.get('name')!r} (now {meta.space.get('name')!r})")
+    if diffs:
+        raise UserError(f"study '{name}' was created with {diffs[0]}; rerun with its settings to resume it, "
+                        f"or pass --study NEW_NAME to start another")
+    return study, old
+
+
+def make_sampler(name: str, seed: int | None, n_objectives: int = 2):
+    """The sampler for ``--sampler`` (see ``SAMPLER_HELP`` for why TPE is the default)."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if name == "tpe":
+        # multivariate: the dimensions interact (FFN width is derived from intra size and ratio);
+        # constant_liar: running trials of other workers count as bad, so workers spread out
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True, group=False,
+                                          constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UserError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+
+
+def process_seed(seed: int, study, shared: bool) -> int:
+    """The sampler seed of this process: ``seed`` for a fresh study, shifted by the trials already in
+    it (a resumed run does not replay the first run's proposals), and by this process's identity on
+    a shared database (two workers started at once must not propose the same candidates)."""
+    salt = f"{seed}/{len(study.get_trials(deepcopy=False))}"
+    if shared:
+        salt += f"/{_identity()['key']}/{os.getpid()}"
+    if salt == f"{seed}/0":
+        return seed
+    return int.from_bytes(hashlib.sha256(salt.encode()).digest()[:4], "big")
+
+
+# ------------------------------------------------------------------------------------------------
+# liveness
+def _proc_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _identity() -> dict[str, Any]:
+    """Who runs a trial. ``key`` names a pid namespace: pids are comparable only within one."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "?"
+    try:
+        pidns = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        pidns = "?"
+    host = socket.gethostname()
+    return {"host": host, "key": f"{host}/{boot}/{pidns}", "pid": os.getpid(), "started": _proc_start(os.getpid())}
+
+
+def _worker_alive(worker: dict[str, Any]) -> bool | None:
+    """True/False when this machine can tell (same pid namespace), None otherwise."""
+    if worker.get("key") != _identity()["key"] or "?" in worker.get("key", "?"):
+        return None
+    started = _proc_start(int(worker["pid"]))
+    return started is not None and started == worker.get("started")
+
+
+class Liveness:
+    """Marks the trials this process trains as alive, from a daemon thread.
+
+    ``claim(trial)`` right after ``study.ask()``; ``release(trial)`` before telling its result.
+    """
+
+    def __init__(self, interval_s: float = HEARTBEAT_S) -> None:
+        self.interval_s = interval_s
+        self.identity = _identity()
+        self._trials: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mbnas-heartbeat", daemon=True)
+        self._thread.start()
+
+    def claim(self, trial: Any) -> None:
+        trial.set_user_attr(WORKER_ATTR, self.identity)
+        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+        with self._lock:
+            self._trials[trial.number] = trial
+
+    def release(self, trial: Any) -> None:
+        with self._lock:
+            self._trials.pop(trial.number, None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                trials = list(self._trials.values())
+            for t in trials:
+                try:
+                    t.set_user_attr(HEARTBEAT_ATTR, time.time())
+                except Exception:  # finished meanwhile, or the database is briefly unreachable
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
+    """Mark RUNNING trials whose worker is gone as failed ("interrupted: ..."); returns their numbers.
+
+    storage: the ``RDBStorage`` the study was opened on (``open_storage``).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    now = time.time()
+    done = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get(WORKER_ATTR)
+        beat = t.user_attrs.get(HEARTBEAT_ATTR)
+        if worker is None:  # killed between ask() and claim(): judge by its age
+            started = t.datetime_start.timestamp() if t.datetime_start else now
+            silent = now - started
+            alive, who = silent < grace_s, "an unknown worker"
+        else:
+            silent = now - float(beat) if beat is not None else math.inf
+            alive = _worker_alive(worker)
+            who = f"worker {worker.get('host')} pid {worker.get('pid')}"
+            if alive is None:
+                alive = silent < grace_s
+        if alive:
+            continue
+        when = f"{silent:.0f} s ago" if math.isfinite(silent) else "never"
+        reason = (f"{INTERRUPTED}{who} died while this trial ran (last heartbeat {when}); "
+                  f"completed trials are kept and the search goes on without it")
+        try:
+            # the reason first: a finished trial's attributes can no longer be written
+            trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, t.number))
+            trial.set_user_attr("mbnas.failure", reason)
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:  # another worker recovered it first
+            continue
+        done.append(t.number)
+    return done
+
+
+# ------------------------------------------------------------------------------------------------
+# reading results back
+@dataclass(frozen=True)
+class TrialView:
+    """A trial as the CLI, benchmark and export see it."""
+
+    number: int
+    outcome: str
+    record: TrialRecord | None
+    values: tuple[float, float] | None
+    feasible: bool
+    layer_seconds: list[float]
+
+
+def trial_views(study) -> list[TrialView]:
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        out.append(TrialView(
+            number=t.number, outcome=outcome_of(t), record=TrialRecord.from_trial(t),
+            values=tuple(t.values) if t.values is not None else None,
+            feasible=all(v <= 0 for v in t.constraints.values()),
+            layer_seconds=list(t.user_attrs.get(LAYER_SECONDS_ATTR) or []),
+        ))
+    return out

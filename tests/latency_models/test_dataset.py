@@ -1,0 +1,82 @@
+"""Measurement CSVs: malformed input names the line; failures are rows; reruns resume."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from latency_models.dataset import COLUMNS, candidate_key, read_rows
+from nas.errors import UserError
+
+GOOD = {"label": "b16-f1-i32-nn-relu-sqk", "name": "", "num_layers": "2", "hidden_size": "32", "embedding_size": "16",
+        "num_heads": "2", "vocab_size": "30522", "seq_len": "32", "intra_size": "16", "num_ffn": "1",
+        "intermediate_size": "32", "norm": "no_norm", "act": "relu", "attention": "shared_qk",
+        "mha_ffn_ratio": "0.5", "trigram_input": "True", "threads": "1", "status": "ok", "latency_ms": "0.05"}
+
+
+def write(path, rows):
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    return path
+
+
+def test_reads_good_rows(tmp_path):
+    rows = read_rows(write(tmp_path / "a.csv", [GOOD, {**GOOD, "status": "failed", "latency_ms": "", "error": "boom"}]))
+    assert [r.status for r in rows] == ["ok", "failed"] and rows[0].latency_ms == 0.05 and rows[1].error == "boom"
+    assert candidate_key(rows[0].candidate, 1) == candidate_key(rows[1].candidate, 1)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"num_layers": "two"}, "line 3: column 'num_layers' must be an integer"),
+    ({"status": "maybe"}, "line 3: column 'status'"),
+    ({"latency_ms": "-1"}, "line 3: .*latency_ms"),
+    ({"norm": "batch_norm"}, "line 3: candidate field 'norm'"),
+    ({"trigram_input": "yes"}, "line 3: column 'trigram_input'"),
+])
+def test_malformed_row_names_the_line(tmp_path, bad, match):
+    with pytest.raises(UserError, match=match):
+        read_rows(write(tmp_path / "bad.csv", [GOOD, {**GOOD, **bad}]))
+
+
+def test_wrong_field_count_and_foreign_csv(tmp_path):
+    p = write(tmp_path / "short.csv", [GOOD])
+    p.write_text(p.read_text() + "a,b,c\n")
+    with pytest.raises(UserError, match="short.csv: line 3: expected"):
+        read_rows(p)
+    (tmp_path / "other.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(UserError, match="other.csv: line 1: not a latency CSV"):
+        read_rows(tmp_path / "other.csv")
+
+
+def test_a_failure_is_a_row_with_its_reason_and_is_not_redone(cli, tmp_path):
+    """A real failure of the real pipeline: the export cannot write its .tflite (--keep-dir is a file)."""
+    out = tmp_path / "d.csv"
+    (tmp_path / "afile").write_text("")
+    code, stdout, err = cli("latency", "dataset", "--space", "smoke", "-n", "2", "--layers", "1", "--out", str(out),
+                              "--keep-dir", str(tmp_path / "afile" / "models"))
+    assert code == 0, err
+    assert "0 measured, 0 already there, 2 failed" in stdout
+    rows = read_rows(out)
+    assert [r.status for r in rows] == ["failed", "failed"] and all(r.latency_ms is None for r in rows)
+    assert all(r.error.startswith(("NotADirectoryError", "FileExistsError")) for r in rows)
+    code, stdout, _ = cli("latency", "dataset", "--space", "smoke", "-n", "2", "--layers", "1", "--out", str(out))
+    assert code == 0 and "0 measured, 2 already there" in stdout
+
+
+@pytest.mark.slow
+def test_dataset_measures_for_real_and_resumes(cli, tmp_path):
+    out = tmp_path / "d.csv"
+    args = ("latency", "dataset", "--space", "smoke", "-n", "1", "--layers", "1", "--runs", "10", "--out", str(out))
+    code, stdout, err = cli(*args)
+    assert code == 0, err
+    assert "1 measured, 0 already there, 0 failed" in stdout
+    (row,) = read_rows(out)
+    assert row.ok and row.latency_ms > 0 and row.candidate.num_layers == 1
+    assert row.extra["runtime"].startswith("ai-edge-litert") and row.extra["clock"] == "cpu"
+    code, stdout, _ = cli(*args)
+    assert code == 0 and "0 measured, 1 already there" in stdout
+    assert len(read_rows(out)) == 1

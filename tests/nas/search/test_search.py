@@ -1,0 +1,132 @@
+"""End to end on the smoke space with the real teacher, trainer and latency profile, on real SQLite."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nas.records import StudyMeta, TrialRecord
+
+
+def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
+    from nas.pareto import hypervolume
+    from nas.search import outcome_of
+    from nas.search.study import HYPERVOLUME_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'runs' / 'mbnas.db'}"
+    p = run_mbnas(*smoke_search(storage, trials=2))
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout
+    assert "Pareto front" in out and "predicted on pixel4-cpu-tflite" in out
+    assert f"mbnas dashboard --storage {storage} --study smoke-progressive-mlm" in out
+
+    study = load_study(storage)
+    meta = StudyMeta.from_study(study)
+    assert meta.strategy == "progressive" and meta.latency_profile == "pixel4-cpu-tflite"
+    assert meta.score_name == "mlm_accuracy" and "held-out" in meta.score_data  # named by the trainer
+    assert meta.score_data in out
+    trained = [t for t in study.trials if outcome_of(t) in ("complete", "stopped", "failed")]
+    assert len(trained) == 2
+    done = [t for t in study.trials if outcome_of(t) == "complete"]
+    assert done, [t.user_attrs.get("mbnas.failure") for t in study.trials]
+    for t in done:
+        rec = TrialRecord.from_trial(t)
+        assert t.values == [rec.score, rec.latency_ms] and 0 <= rec.score <= 1
+        assert rec.teacher_hash == meta.teacher_hash and rec.strategy == "progressive"
+        assert len(rec.layer_losses) == rec.candidate.num_layers and rec.seconds > 0
+        assert math.isclose(sum(rec.latency_breakdown.values()), rec.latency_ms, rel_tol=1e-6)
+        assert (Path(meta.run_dir) / rec.weights).exists()
+    # the hypervolume recorded against the study's fixed reference point
+    hv = hypervolume([t.values[0] for t in done], [t.values[1] for t in done], meta.reference_point)
+    assert study.user_attrs[HYPERVOLUME_ATTR] == pytest.approx(hv)
+
+    # the same command again finds the study complete: nothing is retrained
+    again = run_mbnas(*smoke_search(storage, trials=2))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(load_study(storage).trials) == len(study.trials)
+
+
+def test_budget_rejects_before_training(smoke_teacher_dir, load_study, tmp_path):
+    from latency_models import load_profile
+    from nas.search import SearchConfig, outcome_of, run_search
+    from search_spaces import load_space
+    from search_spaces.space import RandomSuggester
+
+    space = load_space("smoke")
+    rng = RandomSuggester(1)
+    lats = load_profile("pixel4-cpu-tflite").estimate_many([space.suggest(rng) for _ in range(200)])
+    budget = float(np.quantile(lats, 0.3))
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    res = run_search(SearchConfig(space="smoke", trials=2, storage=storage, teacher=str(smoke_teacher_dir), threads=1,
+                                  latency_budget_ms=budget, progress=False), log=lambda s: None)
+    assert res.meta.latency_budget_ms == budget and res.meta.reference_point[1] == budget
+    study = load_study(storage)
+    rejected = [t for t in study.trials if outcome_of(t) == "rejected"]
+    assert rejected, "a budget at the 30% quantile rejects some of the first proposals"
+    for t in rejected:
+        rec = TrialRecord.from_trial(t)
+        assert rec.failure.startswith("rejected: predicted") and "over the budget" in rec.failure
+        assert rec.latency_ms > budget and t.constraints["latency_budget_ms"] > 0
+        assert rec.seconds is None and rec.weights is None and rec.score is None  # never trained
+        assert not (Path(res.meta.run_dir) / f"trial-{t.number:04d}").exists()
+    trained = [t for t in study.trials if outcome_of(t) != "rejected"]
+    assert len(trained) == 2
+    assert all(t.constraints["latency_budget_ms"] <= 0 for t in trained)
+    assert res.summary.counts["rejected"] == len(rejected)
+
+
+def test_diverging_candidates_fail_with_reason_and_search_goes_on(smoke_teacher_dir, load_study, tmp_path):
+    from nas.search import SearchConfig, outcome_of, run_search
+
+    storage = f"sqlite:///{tmp_path / 'nan.db'}"
+    res = run_search(SearchConfig(space="smoke", trials=2, storage=storage, teacher=str(smoke_teacher_dir), threads=1,
+                                  distill_options={"lr": 1e12}, progress=False), log=lambda s: None)
+    study = load_study(storage)
+    assert [outcome_of(t) for t in study.trials] == ["failed", "failed"]
+    for t in study.trials:
+        rec = TrialRecord.from_trial(t)
+        assert rec.failure.startswith("diverged:") and rec.score is None and rec.weights is None
+    assert res.summary.front == [] and res.summary.hypervolume == 0.0
+
+
+def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher_dir, tmp_path):
+    from nas.errors import UserError
+    from nas.search import SearchConfig, run_search
+
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    p = run_mbnas(*smoke_search(storage, "--device-profile", "no-such-phone"))
+    assert p.returncode == 2 and "no-such-phone" in p.stderr and "Traceback" not in p.stderr
+    base = dict(space="smoke", storage=storage, teacher=str(smoke_teacher_dir), threads=1, progress=False)
+    with pytest.raises(UserError, match="--strategy 'magic'"):
+        run_search(SearchConfig(**base, strategy="magic"))
+    with pytest.raises(UserError, match="raise the budget"):
+        run_search(SearchConfig(**base, latency_budget_ms=1e-6))
+    with pytest.raises(UserError, match="not a distillation setting"):
+        run_search(SearchConfig(**base, distill_options={"learning_rate": 1.0}))
+
+
+def test_early_stopping_stops_hopeless_candidates(smoke_teacher_dir, load_study, tmp_path):
+    """A rule set to fire easily (one completed trial of any latency with a lower loss at the same
+    layer is enough): stopped trials are recorded as such, with the layer and the peers that beat them."""
+    from optuna.trial import TrialState
+
+    from nas.search import EarlyStopRule, SearchConfig, outcome_of, run_search
+
+    rule = EarlyStopRule(factor=1.0, min_peers=1, latency_tol=1e9, min_completed=1)
+    storage = f"sqlite:///{tmp_path / 'es.db'}"
+    run_search(SearchConfig(space="smoke", trials=4, storage=storage, teacher=str(smoke_teacher_dir), threads=1,
+                            early_stop=rule, progress=False), log=lambda s: None)
+    study = load_study(storage)
+    stopped = [t for t in study.trials if outcome_of(t) == "stopped"]
+    assert stopped, [outcome_of(t) for t in study.trials]
+    first = next(t for t in study.trials if outcome_of(t) == "complete")
+    for t in stopped:
+        rec = TrialRecord.from_trial(t)
+        assert t.state == TrialState.PRUNED and t.number > first.number
+        assert rec.failure.startswith("stopped early: transfer loss") and "at layer 0" in rec.failure
+        assert len(rec.layer_losses) == 1 and rec.weights is None and rec.score is None
+        assert rec.layer_losses[0] >= min(TrialRecord.from_trial(p).layer_losses[0] for p in study.trials
+                                          if outcome_of(p) == "complete" and p.number < t.number)

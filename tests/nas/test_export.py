@@ -1,0 +1,180 @@
+"""Export: a searched student into a folder stock transformers loads, with the same outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas.errors import UserError
+from nas.records import StudyMeta, TrialRecord
+
+
+@pytest.fixture(scope="module")
+def searched(smoke_teacher_dir, tmp_path_factory):
+    """A real 1-trial smoke search; the trained student are kept in memory as well (observed, not
+    replaced: the real trainer runs)."""
+    import optuna
+
+    import nas.distill
+    from nas.search import SearchConfig, run_search
+
+    students = {}
+    real = nas.distill.distill_candidate
+
+    def observed(c, *args, **kwargs):
+        result = real(c, *args, **kwargs)
+        students[c.name] = result.student
+        return result
+
+    tmp = tmp_path_factory.mktemp("export-search")
+    storage = f"sqlite:///{tmp / 'runs' / 'mbnas.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nas.distill, "distill_candidate", observed)
+        run_search(SearchConfig(space="smoke", trials=1, storage=storage, teacher=str(smoke_teacher_dir), threads=1,
+                                progress=False), log=lambda s: None)
+    study = optuna.load_study(study_name="smoke-progressive-mlm", storage=storage)
+    return storage, study, students
+
+
+def _logits(model, seq_len: int) -> torch.Tensor:
+    ids = torch.randint(999, 30000, (2, seq_len), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return model.eval()(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+
+
+def test_stock_transformers_reproduces_the_student(searched, tmp_path):
+    from transformers import MobileBertConfig, MobileBertForMaskedLM
+
+    from nas.export import export_trial
+
+    storage, study, students = searched
+    res = export_trial(study, tmp_path / "model", pick="most-accurate", storage_url=storage)
+    assert sorted(p.name for p in res.out.iterdir()) == ["architecture.json", "config.json", "model.safetensors",
+                                                         "vocab.txt"]
+    cfg = json.loads((res.out / "config.json").read_text())
+    assert cfg["model_type"] == "mobilebert" and cfg["architectures"] == ["MobileBertForMaskedLM"]
+    assert "ib_bert_block_qk" not in cfg
+    assert isinstance(MobileBertConfig.from_pretrained(res.out), MobileBertConfig)
+    assert len((res.out / "vocab.txt").read_text().splitlines()) == 30522
+
+    trial = study.trials[res.trial]
+    rec = TrialRecord.from_trial(trial)
+    student = students[rec.candidate.name]  # the very module the search trained
+    loaded = MobileBertForMaskedLM.from_pretrained(res.out)
+    assert torch.allclose(_logits(loaded, rec.candidate.seq_len), _logits(student, rec.candidate.seq_len), atol=1e-5)
+    assert res.max_abs_diff is not None and res.max_abs_diff < 1e-5
+
+    arch = json.loads((res.out / "architecture.json").read_text())
+    meta = StudyMeta.from_study(study)
+    assert arch["candidate"] == rec.candidate.to_dict()
+    assert arch["score"] == {"name": "mlm_accuracy", "value": trial.values[0], "data": meta.score_data}
+    assert "held-out" in arch["score"]["data"] and set(arch["scores"]) >= {"mlm_accuracy", "heldout_ce"}
+    assert arch["latency"]["ms"] == trial.values[1] and arch["latency"]["predicted"] is True
+    assert arch["latency"]["profile"] == "pixel4-cpu-tflite" and arch["latency"]["error"] == meta.latency_error
+    assert arch["teacher_hash"] == meta.teacher_hash and arch["strategy"] == "progressive"
+    assert arch["source"] == {"study": "smoke-progressive-mlm", "trial": res.trial, "storage": storage}
+
+
+def test_export_cli(searched, tmp_path):
+    storage = searched[0]
+    exe = Path(sys.executable).with_name("mbnas")
+    run = lambda *a: subprocess.run([str(exe), "export", *a], capture_output=True, text=True, timeout=300,  # noqa: E731
+                                    cwd=tmp_path, env=os.environ.copy())
+    p = run("--study", "smoke-progressive-mlm", "--storage", storage, "--out", "knee")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "reproduces the student" in p.stdout and (tmp_path / "knee" / "model.safetensors").exists()
+    from nas.search.study import load_study, open_storage
+
+    with pytest.raises(UserError, match="no study 'nope' in the storage .studies there: smoke-progressive-mlm"):
+        load_study(open_storage(storage), "nope")
+
+
+@pytest.mark.parametrize("name", ["mobilebert", "mobilebert-tiny", "bert-base"])
+def test_export_reference_config(name, tmp_path):
+    from transformers import MobileBertConfig
+
+    from nas.candidate import Candidate
+    from nas.export import export_reference
+    from nas.references import REFERENCES
+
+    res = export_reference(name, tmp_path)
+    cfg = MobileBertConfig.from_pretrained(tmp_path)
+    back = Candidate.from_hf_config(cfg, seq_len=128, name=name)
+    assert back == REFERENCES[name].candidate.replace(mha_ffn_ratio=None)
+    assert res.files == ["config.json", "architecture.json"] and not (tmp_path / "model.safetensors").exists()
+
+
+def _fake_study(points):
+    """A study holding completed trials at (score, latency) points: for the selection rules only."""
+    import optuna
+
+    from nas.records import DIRECTIONS
+    from search_spaces import load_space
+
+    space = load_space("smoke")
+    c = space.sample(1, seed=0)[0]
+    study = optuna.create_study(directions=list(DIRECTIONS))
+    meta = StudyMeta(space=space.to_dict(), strategy="progressive", objective="mlm", score_name="mlm_accuracy",
+                     score_data="d", latency_profile="p", latency_error="e", teacher_hash="t",
+                     reference_point=(0.0, 10.0))
+    for k, v in meta.to_user_attrs().items():
+        study.set_user_attr(k, v)
+    for i, (s, t) in enumerate(points):
+        rec = TrialRecord(candidate=c, params=1, flops=1, latency_ms=t, score=s, weights=f"trial-{i:04d}/m")
+        study.add_trial(optuna.trial.create_trial(values=[s, t], user_attrs=rec.to_user_attrs()))
+    return study
+
+
+@pytest.mark.parametrize("how, kwargs, expected", [
+    ("knee", dict(pick="knee"), 1),
+    ("default", dict(), 1),
+    ("fastest", dict(pick="fastest"), 0),
+    ("most-accurate", dict(pick="most-accurate"), 2),
+    ("under 5 ms", dict(under_ms=5.0), 1),
+    ("trial", dict(trial=3), 3),
+])
+def test_pick(how, kwargs, expected):
+    from nas.export import pick_trial
+
+    # fast and poor, the bend, slow and barely better, dominated
+    study = _fake_study([(0.10, 1.0), (0.70, 2.0), (0.75, 9.0), (0.60, 8.0)])
+    assert pick_trial(study, **kwargs).number == expected
+
+
+def test_pick_errors():
+    from nas.export import pick_trial
+
+    study = _fake_study([(0.10, 1.0)])
+    with pytest.raises(UserError, match="fastest: trial 0"):
+        pick_trial(study, under_ms=0.5)
+    with pytest.raises(UserError, match="no trial 7"):
+        pick_trial(study, trial=7)
+
+
+@pytest.mark.slow
+def test_tflite_matches_pytorch(searched, tmp_path):
+    pytest.importorskip("litert_torch", reason="the litert extra is not installed")
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from transformers import MobileBertForMaskedLM
+
+    from nas.export import export_trial
+
+    res = export_trial(searched[1], tmp_path, pick="fastest", tflite=True)
+    it = Interpreter(model_path=str(tmp_path / "model.tflite"))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    seq = int(inp["shape"][1])
+    ids = np.random.default_rng(0).integers(999, 30000, (1, seq)).astype(inp["dtype"])
+    it.set_tensor(inp["index"], ids)
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    with torch.no_grad():
+        ref = MobileBertForMaskedLM.from_pretrained(tmp_path).eval()(input_ids=torch.tensor(ids).long()).logits.numpy()
+    assert "model.tflite" in res.files and np.abs(got - ref).max() < 1e-4
