@@ -85,6 +85,26 @@ def counts_toward_budget(trial: Any) -> bool:
 
 # ------------------------------------------------------------------------------------------------
 # storage and study
+def _rdb_storage(optuna, url: str, kwargs: dict[str, Any], tries: int = 5):
+    """``RDBStorage(url)``, retried when several workers create a fresh database's schema at once.
+
+    Optuna creates its tables on first use; two workers starting together on an empty PostgreSQL
+    database race on that (one of them gets an ``IntegrityError`` such as a duplicate
+    ``pg_type`` row). Once the other worker has created the schema, a retry simply finds it.
+    """
+    import time
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
 def open_storage(url: str):
     """An Optuna ``RDBStorage`` for ``url``; a SQLite file's folder is created."""
     import optuna
@@ -101,7 +121,7 @@ def open_storage(url: str):
         raise UserError(f"--storage {url!r} is not a database URL; e.g. {DEFAULT_STORAGE} or "
                         f"postgresql://user@host/db")
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return _rdb_storage(optuna, url, kwargs)
     except ImportError as exc:
         raise UserError(f"--storage {url}: database driver missing ({exc}); pip install "
                         f"'mobilebert-nas[postgres]' for PostgreSQL") from None
