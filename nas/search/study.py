@@ -182,7 +182,8 @@ def make_sampler(name: str, seed: int | None, n_objectives: int = 2):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if name == "tpe":
         # multivariate: the dimensions interact (FFN width is derived from intra size and ratio);
-        # constant_liar: running trials of other workers count as bad, so workers spread out
+        # constant_liar: running trials of other workers count as bad, so workers spread out;
+        # 4 start-up trials: a 12-trial search must start modelling early (benchmarks/search_efficiency.py)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4, multivariate=True, group=False,
                                           constant_liar=True)
     if name == "nsga2":
