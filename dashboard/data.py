@@ -414,30 +414,14 @@ def architecture_table(rec: TrialRecord) -> pd.DataFrame:
 def architecture_json(view: StudyView, number: int, storage_url: str | None = None) -> str:
     """``architecture.json`` in ``mbnas export``'s format (schema ``mbnas.export/1``) without weights; every
     ``mbnas`` command accepts it as ARCH (``nas.arch.resolve_arch`` reads its ``candidate``)."""
-    from nas.export import SCHEMA
+    from nas.export import architecture_record
 
     rec, meta = view.records[number], view.meta
     row = view.frame.set_index("number").loc[number]
-    c = rec.candidate
-    arch = {
-        "schema": SCHEMA,
-        "candidate": c.to_dict(),
-        "label": c.label,
-        "params": rec.params,
-        "flops": rec.flops,
-        "score": {"name": meta.score_name, "value": float(row["score"]), "data": meta.score_data},
-        "scores": {k: {"value": x, "data": meta.score_data} for k, x in rec.scores.items()},
-        "latency": {"ms": float(row["latency_ms"]), "predicted": True, "profile": meta.latency_profile,
-                    "error": meta.latency_error, "seq_len": c.seq_len, "breakdown_ms": rec.latency_breakdown},
-        "teacher_hash": rec.teacher_hash,
-        "strategy": rec.strategy,
-        "layer_losses": rec.layer_losses,
-        "train_seconds": rec.seconds,
-        "source": {"study": view.name, "trial": int(number), "storage": storage_url},
-        "weights": None,
-        "note": "downloaded from the dashboard: architecture only; "
-                + export_command(storage_url or DEFAULT_STORAGE, view.name, int(number)) + " writes the weights too",
-    }
+    arch = architecture_record(rec, meta, row["score"], row["latency_ms"], view.name, int(number), storage_url)
+    arch["weights"] = None
+    arch["note"] = ("downloaded from the dashboard: architecture only; "
+                    + export_command(storage_url or DEFAULT_STORAGE, view.name, int(number)) + " writes the weights too")
     return json.dumps(arch, indent=2) + "\n"
 
 

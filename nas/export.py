@@ -137,6 +137,30 @@ def export_tflite(out: Path, seq_len: int) -> Path:
     return out / TFLITE
 
 
+def architecture_record(rec, meta, score: float, latency_ms: float, study_name: str, trial: int,
+                        storage_url: str | None) -> dict:
+    """The ``architecture.json`` body of a trial (schema ``mbnas.export/1``): candidate, size, the
+    score with its data, the *predicted* latency with profile and error, teacher and strategy.
+    Shared by ``mbnas export`` and the dashboard's download, so both write the same file."""
+    c = rec.candidate
+    return {
+        "schema": SCHEMA,
+        "candidate": c.to_dict(),
+        "label": c.label,
+        "params": rec.params,
+        "flops": rec.flops,
+        "score": {"name": meta.score_name, "value": float(score), "data": meta.score_data},
+        "scores": {k: {"value": x, "data": meta.score_data} for k, x in rec.scores.items()},
+        "latency": {"ms": float(latency_ms), "predicted": True, "profile": meta.latency_profile,
+                    "error": meta.latency_error, "seq_len": c.seq_len, "breakdown_ms": rec.latency_breakdown},
+        "teacher_hash": rec.teacher_hash,
+        "strategy": rec.strategy,
+        "layer_losses": rec.layer_losses,
+        "train_seconds": rec.seconds,
+        "source": {"study": study_name, "trial": int(trial), "storage": storage_url},
+    }
+
+
 def export_trial(study, out: Path, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
                  tflite: bool = False, storage_url: str | None = None) -> Exported:
     from nas.data.tokenizer import vocab_path
@@ -156,23 +180,8 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
     shutil.copyfile(weights, out / WEIGHTS)
     shutil.copyfile(vocab_path(), out / VOCAB)
     c = rec.candidate
-    arch = {
-        "schema": SCHEMA,
-        "candidate": c.to_dict(),
-        "label": c.label,
-        "params": rec.params,
-        "flops": rec.flops,
-        "score": {"name": meta.score_name, "value": v.values[0], "data": meta.score_data},
-        "scores": {k: {"value": x, "data": meta.score_data} for k, x in rec.scores.items()},
-        "latency": {"ms": v.values[1], "predicted": True, "profile": meta.latency_profile,
-                    "error": meta.latency_error, "seq_len": c.seq_len, "breakdown_ms": rec.latency_breakdown},
-        "teacher_hash": rec.teacher_hash,
-        "strategy": rec.strategy,
-        "layer_losses": rec.layer_losses,
-        "train_seconds": rec.seconds,
-        "source": {"study": study.study_name, "trial": v.number, "storage": storage_url},
-        "tokenizer": "BERT uncased WordPiece (vocab.txt); lower-case the text, [CLS] text [SEP]",
-    }
+    arch = architecture_record(rec, meta, v.values[0], v.values[1], study.study_name, v.number, storage_url)
+    arch["tokenizer"] = "BERT uncased WordPiece (vocab.txt); lower-case the text, [CLS] text [SEP]"
     diff = _max_abs_diff(trained_dir, out, c.seq_len) if (trained_dir / CONFIG).exists() else None
     arch["check"] = {"stock_transformers_max_abs_logit_diff": diff}
     (out / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
