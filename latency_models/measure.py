@@ -163,18 +163,8 @@ def measure_tflite(path: str | Path, threads: int = 1, runs: int = 30, warmup: i
         raise UserError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
     if threads < 1 or runs < 1 or warmup < 0:
         raise UserError(f"threads and runs must be >= 1 and warmup >= 0 (got {threads}, {runs}, {warmup})")
-    interp_mod = require("ai_edge_litert.interpreter", "litert")
-    import numpy as np
-
     path = Path(path)
-    try:
-        it = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: LiteRT cannot load it ({str(exc).splitlines()[0]})") from None
-    rng = np.random.default_rng(0)
-    for d in it.get_input_details():  # token ids below vocab_size; int32 after export
-        it.set_tensor(d["index"], rng.integers(0, min(vocab_size, 30000), size=d["shape"]).astype(d["dtype"]))
+    it = _load(path, threads, vocab_size)  # token ids below vocab_size; int32 after export
     for _ in range(warmup):
         it.invoke()
     wall, cpu = [], []
