@@ -23,7 +23,7 @@ import numpy as np
 
 from nas.candidate import Candidate
 from nas.errors import UserError
-from latency_models.features import FEATURES, INDEX, features_many
+from latency_models.features import CACHE_FEATURES, FEATURES, INDEX, L2_FLOATS, features_many
 from latency_models.profile import DeviceProfile
 
 
@@ -123,11 +123,15 @@ def fit_op_profile(cands: Sequence[Candidate], latency_ms: Sequence[float], *, n
 
     ``data``: provenance of the rows ([{"path", "sha256", "rows"}]). ``heldout``: measured rows that
     are not fitted; when given, their error is the profile's ``error_summary``.
+
+    Also fits, on the same rows, the costs without ``CACHE_FEATURES`` (``fit["transfer_coefficients"]``):
+    the shape that ``calibrate.transfer_shape`` hands to devices with another cache.
     """
     X, y = features_many(cands), np.asarray(latency_ms, float)
     if len(y) < len(FEATURES):
         raise UserError(f"fitting {len(FEATURES)} op costs needs at least {len(FEATURES)} measured rows, got {len(y)}")
     w = fit_relative(X, y)
+    w_transfer = fit_relative(X, y, free=[INDEX[f] for f in FEATURES if f not in CACHE_FEATURES])
     labels = [row_label(c) for c in cands]
     train = error_stats(X @ w, y, labels)
     cv = error_stats((1 + kfold_errors(X, y)) * y, y, labels)
@@ -147,7 +151,8 @@ def fit_op_profile(cands: Sequence[Candidate], latency_ms: Sequence[float], *, n
     return DeviceProfile(name=name, coefficients={f: float(v) for f, v in zip(FEATURES, w)},
                          conditions=conditions, error=error, description=description, device=device,
                          fit={"method": "non-negative least squares on relative error, one cost per op feature",
-                              "features": list(FEATURES), "data": data, "rows": len(y)})
+                              "features": list(FEATURES), "l2_floats": L2_FLOATS, "data": data, "rows": len(y),
+                              "transfer_coefficients": {f: float(v) for f, v in zip(FEATURES, w_transfer)}})
 
 
 def feature_contributions(profile: DeviceProfile, cands: Sequence[Candidate]) -> np.ndarray:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from latency_models import load_profile
-from latency_models.calibrate import HOST_HELDOUT, HOST_TRAIN, build_pixel_profile, ok_rows
+from latency_models.calibrate import HOST_HELDOUT, HOST_TRAIN, build_pixel_profile, ok_rows, transfer_shape
+from latency_models.features import CACHE_FEATURES
 from latency_models.fit import error_stats, fit_relative, nnls, sha256_file
 from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
@@ -54,6 +55,14 @@ def test_pixel_profile_rebuilds_from_the_host_profile(pixel):
     again = build_pixel_profile(load_profile("host-cpu-litert"))
     assert np.allclose(again.weights, pixel.weights, rtol=1e-6)
     assert again.error_summary == pixel.error_summary
+
+
+def test_pixel_profile_is_scaled_from_the_host_shape_without_cache_terms(pixel):
+    host = load_profile("host-cpu-litert")
+    shape = transfer_shape(host)
+    assert host.coefficients["fc_w_spill"] > 0  # the host's own L2 spill is priced...
+    assert all(shape.coefficients[f] == 0 for f in CACHE_FEATURES)  # ...and left out of what is transferred
+    assert all(pixel.coefficients[f] == 0 for f in CACHE_FEATURES)
 
 
 def test_host_profile_provenance_matches_committed_data():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from latency_models import load_profile
-from latency_models.features import CLASS_MATRIX, FEATURE_CLASS, FEATURES, features_from_ops, features_many
+from latency_models.features import (CLASS_MATRIX, FEATURE_CLASS, FEATURES, INDEX, L2_FLOATS, features_from_ops,
+                                     features_many)
 from nas.ops import OP_CLASSES, count
 from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 from search_spaces import load_space
@@ -29,6 +30,13 @@ def test_reference_features_equal_op_list_and_macs(c):
     # every MAC of nas.ops is a matmul or attention MAC here, so FLOP counts and latency agree on shapes
     k = count(c)
     assert x[FEATURES.index("fc_macs")] + x[FEATURES.index("att_macs")] == k.macs
+
+
+def test_weight_spill_grows_with_the_matrix_and_saturates_beyond_l2():
+    # MobileBERT's matrices (512 x 128) fit L2: each is charged w * w / L2 weights; BERT-base's all spill: w each
+    mb, bert = (features_many([REFERENCES[n].candidate])[0] for n in ("mobilebert", "bert-base"))
+    assert mb[INDEX["fc_w_spill"]] / L2_FLOATS < 0.25 * mb[INDEX["fc_w"]]
+    assert bert[INDEX["fc_w_spill"]] == bert[INDEX["fc_w"]] * L2_FLOATS
 
 
 @pytest.mark.parametrize("seq_len", [32, 128, 384])
