@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/mbnas search
+	$(VENV)/bin/mbnas search --jobs 2
 
 test: install
 	$(VENV)/bin/pytest -q

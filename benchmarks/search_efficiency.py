@@ -155,10 +155,6 @@ def real_curve(space_name: str, teacher: str, sampler_name: str, seed: int, tria
     return curve
 
 
-def space_size(space) -> int:
-    return math.prod(len(d.values()) for d in space.dimensions)
-
-
 def first_reaching(curve: list[float], target: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target - 1e-12), None)
 
@@ -283,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
                      f"Score = log10(parameters inside the transformer blocks), a deterministic stand-in for "
                      f"accuracy (more capacity, diminishing returns) that needs no training; latency = the real "
-                     f"`{meta.latency_profile}` predictor. Space `{space.name}` in full ({space_size(space):,} "
+                     f"`{meta.latency_profile}` predictor. Space `{space.name}` in full ({space.size:,} "
                      f"combinations), {args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}) "
                      f"x {args.trials} trials per sampler, samplers exactly as "
                      f"`mbnas search` builds them, hypervolume against the fixed reference point "

@@ -83,6 +83,8 @@ class StudyMeta:
     latency_profile: predictor used for ``latency_ms``; latency_error: its measured error, in words.
     reference_point: (score, latency_ms) for hypervolume: worst acceptable score, slowest latency.
     run_dir: where trained students' weights are kept.
+    distill_options: ``--distill-option`` overrides of the strategy's settings (they change what
+    the scores mean, so a resumed study must use the same ones).
     """
 
     space: dict[str, Any]
@@ -97,6 +99,7 @@ class StudyMeta:
     latency_budget_ms: float | None = None
     run_dir: str | None = None
     seed: int | None = None
+    distill_options: dict[str, Any] = field(default_factory=dict)
 
     def to_user_attrs(self) -> dict[str, Any]:
         return {_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

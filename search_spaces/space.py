@@ -37,6 +37,7 @@ i.e. the width that makes the stacked FFNs hold ``mha_params / ratio`` parameter
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,11 @@ class SearchSpace:
 
     def dimension(self, name: str) -> Dimension:
         return next(d for d in self.dimensions if d.name == name)
+
+    @property
+    def size(self) -> int:
+        """Distinct combinations of the searched values (ranges on their step grid)."""
+        return math.prod(len(d.values()) for d in self.dimensions)
 
     def build(self, intra_size: int, num_ffn: int, mha_ffn_ratio: float, norm: str, act: str,
               attention: str) -> Candidate:

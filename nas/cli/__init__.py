@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: ``search --jobs`` repeats it
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

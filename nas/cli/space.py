@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 
@@ -30,10 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     samp.set_defaults(func=cmd_sample)
 
 
-def _space_size(space) -> int:
-    return math.prod(len(d.values()) for d in space.dimensions)
-
-
 def cmd_show(args) -> int:
     from nas.ops import count
     from search_spaces import load_space
@@ -55,7 +50,7 @@ def cmd_show(args) -> int:
         print(f"  {d.name:<14} {desc}")
     print(f"  FFN inner width derived from mha_ffn_ratio, rounded to a multiple of {space.ffn_multiple}")
     print(f"constraints: {space.constraints}")
-    print(f"distinct combinations: {_space_size(space):,}")
+    print(f"distinct combinations: {space.size:,}")
     return 0
 
 
@@ -64,7 +59,7 @@ def cmd_validate(args) -> int:
 
     space = load_space(args.space)
     print(f"ok: {args.space} (space '{space.name}', {len(space.dimensions)} dimensions, "
-          f"{_space_size(space):,} combinations)")
+          f"{space.size:,} combinations)")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 1. ``plan_trial``: sample a candidate (and a strategy, when strategies are searched) through the
    Optuna trial, predict its latency, and reject it before any training when it is over the latency
-   budget or violates the space's constraints. The budget is a constraint of the study
+   budget, violates the space's constraints or repeats a trained candidate. The budget is a constraint of the study
    (``trial.set_constraint``: predicted ms minus budget, feasible when <= 0) so constraint-aware
    samplers learn where the budget lies. The trial's ``TrialRecord`` is written now, so even a
    worker killed mid-training leaves a record of what it was training.
@@ -130,6 +130,10 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
         if est.latency_ms > ctx.budget_ms:
             reasons.append(f"predicted {est.latency_ms:.2f} ms on {est.profile} is over the budget of "
                            f"{ctx.budget_ms:g} ms")
+    dup = duplicate_of(trial)
+    if dup is not None:
+        # training is seeded, so a second run of the same candidate would only repeat the first
+        reasons.append(f"same candidate and strategy as trial {dup}, whose result stands")
     violations = ctx.space.constraints.violations(cand)
     if violations:
         trial.set_constraint(SPACE_CONSTRAINT, float(len(violations)))
@@ -144,6 +148,30 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
     for key, value in record.to_user_attrs().items():
         trial.set_user_attr(key, value)
     return Plan(number=trial.number, candidate=cand, strategy=strategy, record=record, rejected=rejected)
+
+
+def duplicate_of(trial: Any) -> int | None:
+    """The number of an earlier trial with the same sampled parameters that was trained, is being
+    trained (another worker) or was stopped early; None if there is none. Small spaces and a
+    converging sampler propose the same candidate again; it is recorded as rejected, not retrained.
+    Interrupted and failed trials do not count: those are worth another try."""
+    from nas.search.study import outcome_of
+
+    for t in trial.study.get_trials(deepcopy=False):
+        if t.number != trial.number and t.params == trial.params \
+                and outcome_of(t) in ("complete", "stopped", "running"):
+            return t.number
+    return None
+
+
+def space_exhausted(study: Any, ctx: TrialContext) -> bool:
+    """Whether every candidate of the space (times every searched strategy) has been tried: trained,
+    being trained, stopped or rejected. Then every further proposal could only repeat one."""
+    from nas.search.study import outcome_of
+
+    tried = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
+             if outcome_of(t) not in ("failed", "interrupted") and t.params}
+    return len(tried) >= ctx.space.size * len(ctx.strategies())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,13 +12,15 @@ import time
 from typing import Callable
 
 from nas.errors import UserError
-from nas.search.objective import Outcome, completed_curves, finish_trial, plan_trial, train_plan
+from nas.search.objective import (
+    Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
+)
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import (
     INTERRUPTED, REJECTED, Liveness, counts_toward_budget, make_sampler, process_seed, recover_interrupted,
 )
 
-MAX_REJECTED_IN_A_ROW = 200  # the budget pre-check makes this rare; it stops a search that can't proceed
+MAX_REJECTED_IN_A_ROW = 200  # over budget or repeats: a search that can't proceed (tiny space, tight budget)
 MAX_ERRORS_IN_A_ROW = 3  # unexpected errors (not NaN, not OOM) in a row point to a bug, not a candidate
 
 
@@ -29,10 +31,6 @@ def _slot(study, number: int) -> int:
                if t.number <= number and (t.number == number or counts_toward_budget(t)))
 
 
-def _shared(storage_url: str) -> bool:
-    return not storage_url.startswith("sqlite")
-
-
 def run_optuna(prep, log: Callable[[str], None] = print) -> None:
     import torch
     from optuna.trial import TrialState
@@ -41,7 +39,7 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
 
     cfg, study, ctx = prep.config, prep.study, prep.ctx
     meta = prep.meta
-    study.sampler = make_sampler(cfg.sampler, process_seed(cfg.seed, study, _shared(cfg.storage)))
+    study.sampler = make_sampler(cfg.sampler, process_seed(cfg.seed, study, cfg.shared))
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     summary = summarize(study, meta)
     bar = ProgressBar(cfg.trials, summary.trained, enabled=cfg.progress)
@@ -57,6 +55,10 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
                 break
             if deadline is not None and time.time() >= deadline:
                 log(f"--timeout {cfg.timeout:g} s reached: no new trials")
+                break
+            if space_exhausted(study, ctx):
+                log(f"every one of the {ctx.space.size:,} candidates of space '{ctx.space.name}' has been tried: "
+                    f"the search ends with {summary.trained} trained trials")
                 break
             trial = study.ask()
             liveness.claim(trial)
@@ -74,8 +76,9 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
                     finish_trial(study, trial, plan, None)
                     rejected_in_row += 1
                     if rejected_in_row >= MAX_REJECTED_IN_A_ROW:
-                        raise UserError(f"{rejected_in_row} candidates in a row were rejected ({plan.rejected}); "
-                                        f"raise --latency-budget-ms")
+                        raise UserError(f"{rejected_in_row} candidates in a row were rejected, the last: "
+                                        f"{plan.rejected}; raise --latency-budget-ms or widen the space "
+                                        f"(it may hold fewer candidates than --trials)")
                     continue
                 rejected_in_row = 0
                 bar.update(summary, f"trial {trial.number} {plan.candidate.label}")

@@ -55,6 +55,14 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 1 with --device cuda, else 0
     progress: bool = True
+    jobs: int = 1  # optuna backend: worker processes on this machine (``local_workers``)
+    worker_argv: list[str] | None = None  # the command that starts one more worker (needed for jobs > 1)
+    worker_index: int = 0  # 0: the process the user started; k > 0: extra local worker k
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may work on the study at the same time."""
+        return not self.storage.startswith("sqlite") or self.jobs > 1 or self.worker_index > 0
 
 
 def default_study_name(space: str, strategy: str, objective: str) -> str:
@@ -103,6 +111,13 @@ def _check(cfg: SearchConfig) -> None:
         raise UserError(f"--threads must be at least 1, got {cfg.threads}")
     if cfg.ray_address and cfg.backend != "ray":
         raise UserError("--ray-address needs --backend ray")
+    if cfg.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {cfg.jobs}")
+    if cfg.jobs > 1 and cfg.backend != "optuna":
+        raise UserError("--jobs is for the optuna backend; with --backend ray, Ray runs one trial per "
+                        "--cpus-per-trial CPUs")
+    if cfg.jobs > 1 and not cfg.worker_argv:
+        raise UserError("jobs > 1 needs worker_argv, the command line that starts one more worker")
 
 
 def _space_latencies(space, profile, n: int = REFERENCE_SAMPLES):
@@ -154,7 +169,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         score_data=score_data, latency_profile=cfg.device_profile,
         latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
-        run_dir=str(run_dir), seed=cfg.seed,
+        run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options),
     )
     study, meta = create_or_check(storage, name, meta)
     ctx.run_dir = Path(meta.run_dir)
@@ -188,6 +203,12 @@ def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchR
         from nas.search.ray_backend import run_ray
 
         run_ray(prep, log)
+    elif cfg.jobs > 1:
+        from nas.search.local_workers import local_workers
+        from nas.search.optuna_backend import run_optuna
+
+        with local_workers(list(cfg.worker_argv or []), cfg.jobs, log):
+            run_optuna(prep, log)
     else:
         from nas.search.optuna_backend import run_optuna
 

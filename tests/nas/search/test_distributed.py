@@ -230,3 +230,23 @@ def test_two_workers_share_one_postgresql_study(postgres, mbnas_argv, smoke_sear
     weights = [TrialRecord.from_trial(t).weights for t in trained if outcome_of(t) == "complete"]
     assert len(weights) == len(set(weights))  # no trial trained twice
     assert all((tmp_path / "students" / w).exists() for w in weights)
+
+
+def test_jobs_run_local_workers_on_one_sqlite_study(run_mbnas, smoke_search, load_study, tmp_path):
+    from nas.search import outcome_of
+    from nas.search.study import WORKER_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'jobs.db'}"
+    # trials of ~15 s (not the smoke budget's ~3 s), so the second process, which needs a few seconds
+    # to start, finds work left
+    longer = ("--distill-option", "layer_steps=80", "--distill-option", "pd_steps=160")
+    p = run_mbnas(*smoke_search(storage, "--jobs", "2", *longer, trials=4), timeout=480)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("Pareto front (") == 1  # only the process the user started prints the result
+    study = load_study(storage)
+    outcomes = [outcome_of(t) for t in study.trials]
+    assert "running" not in outcomes and "interrupted" not in outcomes
+    trained = [t for t in study.trials if outcome_of(t) in ("complete", "stopped", "failed")]
+    assert len(trained) == 4, outcomes
+    assert len({t.user_attrs[WORKER_ATTR]["pid"] for t in trained}) == 2, "both processes trained trials"
+    assert len({tuple(sorted(t.params.items())) for t in trained}) == 4  # no candidate trained twice

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from nas.records import StudyMeta, TrialRecord
 
@@ -106,6 +107,10 @@ def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher
         run_search(SearchConfig(**base, latency_budget_ms=1e-6))
     with pytest.raises(UserError, match="not a distillation setting"):
         run_search(SearchConfig(**base, distill_options={"learning_rate": 1.0}))
+    with pytest.raises(UserError, match="--jobs must be at least 1"):
+        run_search(SearchConfig(**base, jobs=0))
+    with pytest.raises(UserError, match="--jobs is for the optuna backend"):
+        run_search(SearchConfig(**base, jobs=2, backend="ray"))
 
 
 def test_early_stopping_stops_hopeless_candidates(smoke_teacher_dir, load_study, tmp_path):
@@ -130,3 +135,54 @@ def test_early_stopping_stops_hopeless_candidates(smoke_teacher_dir, load_study,
         assert len(rec.layer_losses) == 1 and rec.weights is None and rec.score is None
         assert rec.layer_losses[0] >= min(TrialRecord.from_trial(p).layer_losses[0] for p in study.trials
                                           if outcome_of(p) == "complete" and p.number < t.number)
+
+
+def test_repeated_candidates_are_not_retrained(smoke_teacher_dir, load_study, tmp_path):
+    """A space of two candidates: both are trained once; every repeat is recorded as rejected, and a
+    search asked for more trials than the space holds ends once the space is exhausted, saying so."""
+    from nas.search import SearchConfig, outcome_of, run_search
+    from search_spaces.space import BUILTIN_DIR
+
+    raw = yaml.safe_load((BUILTIN_DIR / "smoke.yaml").read_text())
+    raw["name"] = "two"
+    raw["search"] = {"intra_size": {"choices": [8, 16]}, "num_ffn": {"choices": [1]},
+                     "mha_ffn_ratio": {"choices": [0.5]}, "norm": {"choices": ["no_norm"]},
+                     "act": {"choices": ["relu"]}, "attention": {"choices": ["shared_qk"]}}
+    space = tmp_path / "two.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    storage = f"sqlite:///{tmp_path / 'dup.db'}"
+    said: list[str] = []
+    res = run_search(SearchConfig(space=str(space), trials=3, storage=storage, teacher=str(smoke_teacher_dir),
+                                  threads=1, progress=False), log=said.append)
+    assert any("every one of the 2 candidates of space 'two' has been tried" in s for s in said), said
+    assert res.summary.trained == 2
+    study = load_study(storage, "two-progressive-mlm")
+    complete = [t for t in study.trials if outcome_of(t) == "complete"]
+    assert sorted(t.params["intra_size"] for t in complete) == [8, 16]
+    for t in study.trials:
+        if outcome_of(t) == "rejected":  # TPE may propose a repeat before the space runs out
+            assert "same candidate and strategy as trial" in t.user_attrs["mbnas.failure"]
+            assert TrialRecord.from_trial(t).weights is None
+
+
+def test_duplicate_of_names_the_trial_that_was_trained(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.search.objective import duplicate_of
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", directions=["maximize", "minimize"])
+
+    def ask(value: int):
+        study.enqueue_trial({"intra_size": value})
+        t = study.ask()
+        t.suggest_categorical("intra_size", [8, 16])
+        return t
+
+    first = ask(8)
+    assert duplicate_of(first) is None
+    study.tell(first, [0.2, 1.0])
+    assert duplicate_of(ask(8)) == first.number  # trained: not again
+    failed = ask(16)
+    study.tell(failed, state=TrialState.FAIL)
+    assert duplicate_of(ask(16)) is None  # a failed trial is worth another try

@@ -57,6 +57,23 @@ def test_resuming_with_other_settings_is_refused(storage):
         create_or_check(storage, "s", _meta(latency_profile="other"))
     with pytest.raises(UserError, match="--study NEW_NAME"):
         create_or_check(storage, "s", _meta(teacher_hash="def"))
+    # --distill-option changes what the scores mean
+    with pytest.raises(UserError, match="created with distill_options {}"):
+        create_or_check(storage, "s", _meta(distill_options={"lr": 1e-3}))
+
+
+def test_studies_from_before_distill_options_still_resume(storage):
+    import optuna
+
+    from nas.records import DIRECTIONS
+    from nas.search.study import create_or_check
+
+    study = optuna.create_study(storage=storage, study_name="old", directions=list(DIRECTIONS))
+    for k, v in _meta().to_user_attrs().items():
+        if k != "mbnas.distill_options":  # an older version did not record it
+            study.set_user_attr(k, v)
+    _, meta = create_or_check(storage, "old", _meta())
+    assert meta.distill_options == {}
 
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
