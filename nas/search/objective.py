@@ -164,14 +164,19 @@ def duplicate_of(trial: Any) -> int | None:
     return None
 
 
-def space_exhausted(study: Any, ctx: TrialContext) -> bool:
-    """Whether every candidate of the space (times every searched strategy) has been tried: trained,
-    being trained, stopped or rejected. Then every further proposal could only repeat one."""
-    from nas.search.study import outcome_of
+def space_exhausted(study: Any, ctx: TrialContext) -> str | None:
+    """Says so when every candidate of the space (times every searched strategy) has been tried:
+    trained, being trained, stopped or rejected. Then every further proposal could only repeat one."""
+    from nas.search.study import counts_toward_budget, outcome_of
 
-    tried = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
-             if outcome_of(t) not in ("failed", "interrupted") and t.params}
-    return len(tried) >= ctx.space.size * len(ctx.strategies())
+    trials = study.get_trials(deepcopy=False)
+    tried = {tuple(sorted(t.params.items())) for t in trials
+             if t.params and outcome_of(t) not in ("failed", "interrupted")}
+    if len(tried) < ctx.space.size * len(ctx.strategies()):
+        return None
+    trained = sum(1 for t in trials if counts_toward_budget(t))
+    return (f"every one of the {ctx.space.size:,} candidates of space '{ctx.space.name}' has been tried: the "
+            f"search ends with {trained} trained trials")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -56,9 +56,9 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
             if deadline is not None and time.time() >= deadline:
                 log(f"--timeout {cfg.timeout:g} s reached: no new trials")
                 break
-            if space_exhausted(study, ctx):
-                log(f"every one of the {ctx.space.size:,} candidates of space '{ctx.space.name}' has been tried: "
-                    f"the search ends with {summary.trained} trained trials")
+            exhausted = space_exhausted(study, ctx)
+            if exhausted:
+                log(exhausted)
                 break
             trial = study.ask()
             liveness.claim(trial)

@@ -42,7 +42,9 @@ from typing import Any, Callable
 from nas.errors import UserError, require
 from nas.records import TrialRecord
 from nas.search.early_stop import Curve
-from nas.search.objective import Outcome, Plan, completed_curves, finish_trial, plan_trial, train_plan
+from nas.search.objective import (
+    Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
+)
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import Liveness, make_sampler, process_seed, recover_interrupted
 
@@ -316,6 +318,10 @@ def run_ray(prep: Any, log: Callable[[str], None] = print) -> None:
                 bar.update(summary)
                 remaining = cfg.trials - summary.trained - summary.counts.get("running", 0)
                 if remaining <= 0 or (deadline is not None and time.time() >= deadline):
+                    break
+                exhausted = space_exhausted(study, ctx)
+                if exhausted:
+                    log(exhausted)
                     break
                 sampler = make_sampler(cfg.sampler, process_seed(cfg.seed, study, shared=True))
                 searcher = _searcher(driver, sampler, prep.storage, study.study_name)
