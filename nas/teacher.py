@@ -64,7 +64,7 @@ class TeacherRecipe:
 # LAMB steps at batch 2048).
 RECIPES: dict[str, TeacherRecipe] = {
     "smoke": TeacherRecipe(steps=120, batch_size=16, lr=3e-3, warmup=20, eval_batches=8),
-    "demo": TeacherRecipe(steps=1400, batch_size=64, lr=3e-3, warmup=100),
+    "demo": TeacherRecipe(steps=5000, batch_size=64, lr=3e-3, warmup=200),
     "mobilebert": TeacherRecipe(steps=200_000, batch_size=256, lr=5e-4, warmup=10_000, eval_batches=100),
 }
 DEFAULT_RECIPE = TeacherRecipe(steps=5000, batch_size=64, lr=1e-3, warmup=500)
