@@ -7,19 +7,60 @@ Part 2 (scores): candidates of clearly different capacity (progressive, several 
 score, the gap between the largest and smallest candidate divided by the spread between seeds.
 The default search objective is the score with the largest separation.
 
-    python benchmarks/transfer_strategies.py [--seeds 3] [--space demo] [--quick]
+    python benchmarks/transfer_strategies.py [--seeds 3] [--space demo] [--jobs 2] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import mean_std, write_result  # noqa: E402
+
+
+SIZES = {  # candidates of clearly different capacity for part 2; "mid" is also part 1's candidate
+    "small": dict(intra_size=16, num_ffn=1, mha_ffn_ratio=0.5, norm="no_norm", act="relu", attention="bottleneck"),
+    "mid": dict(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk"),
+    "large": dict(intra_size=128, num_ffn=4, mha_ffn_ratio=0.25, norm="layer_norm", act="gelu", attention="shared_qk"),
+}
+
+
+def _teacher(space_name: str):
+    """The space's teacher, loaded once per worker process."""
+    from nas.teacher import load_teacher
+    from search_spaces import load_space
+
+    if space_name not in _TEACHERS:
+        space = load_space(space_name)
+        _TEACHERS[space_name] = (space, load_teacher(space))
+    return _TEACHERS[space_name]
+
+
+_TEACHERS: dict = {}
+
+
+def _run(space_name: str, size: str, strategy: str, seed: int, threads: int) -> dict:
+    """One training run in a worker process: scores and timings (wall and CPU)."""
+    import time
+
+    import torch
+
+    from nas.distill import DistillSettings, distill_candidate
+
+    torch.set_num_threads(threads)
+    space, teacher = _teacher(space_name)
+    cpu0 = time.process_time()
+    r = distill_candidate(space.build(**SIZES[size]), teacher,
+                          DistillSettings.for_space(space, strategy=strategy, seed=seed))
+    return {"size": size, "strategy": strategy, "seed": seed, "scores": dict(r.scores), "data": r.score_data,
+            "train_s": r.timings["train"], "seconds": r.seconds, "cpu_s": time.process_time() - cpu0}
 
 
 def main() -> int:
@@ -28,60 +69,66 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--strategies", nargs="+", default=None)
     ap.add_argument("--skip-separation", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="worker processes (default: one per core), each with --threads torch threads")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 
-    import torch
-
-    from nas.distill import SCORES, STRATEGIES, DistillSettings, distill_candidate
+    from nas.distill import SCORES, STRATEGIES, DistillSettings
     from nas.ops import count
     from nas.table import markdown_table
-    from nas.teacher import describe, load_teacher
+    from nas.teacher import describe
     from search_spaces import load_space
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     space = load_space(args.space)
-    teacher = load_teacher(space)
-    mid = space.build(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk")
+    _, teacher = _teacher(args.space)
+    cands = {k: space.build(**v) for k, v in SIZES.items()}
+    small, mid, large = cands["small"], cands["mid"], cands["large"]
     strategies = args.strategies or list(STRATEGIES)
+    jobs = [("mid", st, seed) for st in strategies for seed in range(args.seeds)]
+    if not args.skip_separation:
+        jobs += [(size, "progressive", seed) for size in ("small", "large") for seed in range(args.seeds)]
+        if "progressive" not in strategies:
+            jobs += [("mid", "progressive", seed) for seed in range(args.seeds)]
+        # the most capable student without a teacher: is the teacher well above it?
+        jobs += [("large", "none", seed) for seed in range(args.seeds)]
+    # runs are independent: one process per core keeps both cores busy (a 2-thread run does not)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        futures = [pool.submit(_run, args.space, size, st, seed, args.threads) for size, st, seed in jobs]
+        runs = []
+        for f in futures:
+            r = f.result()
+            runs.append(r)
+            print(f"{r['size']} {r['strategy']} seed {r['seed']}: {r['scores']} train {r['train_s']:.0f} s, "
+                  f"cpu {r['cpu_s']:.0f} s", flush=True)
+    data = runs[0]["data"]
+
+    def of(size: str, st: str) -> list[dict]:
+        return [r for r in runs if r["size"] == size and r["strategy"] == st]
+
     score_keys = SCORES
-    rows, data, progressive_mid = [], "", None
+    rows = []
     budget = DistillSettings.for_space(space)
     for strat in strategies:
-        runs = []
-        for seed in range(args.seeds):
-            r = distill_candidate(mid, teacher, DistillSettings.for_space(space, strategy=strat, seed=seed))
-            runs.append(r)
-            data = r.score_data
-            print(f"{strat} seed {seed}: {r.scores} {r.seconds:.0f}s", flush=True)
-        if strat == "progressive":
-            progressive_mid = [r.scores for r in runs]
+        sel = of("mid", strat)
         row = [strat]
         for k in score_keys:
-            m, s = mean_std([r.scores[k] for r in runs])
+            m, s = mean_std([r["scores"][k] for r in sel])
             row.append(f"{m:.4f} ± {s:.4f}")
-        row.append(f"{statistics.median(r.timings['train'] for r in runs):.0f}")
+        row.append(f"{statistics.median(r['train_s'] for r in sel):.0f}")
         rows.append(row)
     body = (f"Teacher: {describe(teacher)}\n\nCandidate: {mid.label} ({count(mid).params_m:.2f}M params). Budget "
             f"per run: {space.fixed['num_layers']} x {budget.layer_steps} layer-wise steps + {budget.pd_steps} "
             f"distillation steps (or the same number of masked-LM steps), batch {budget.batch_size} x "
-            f"{space.fixed['seq_len']} tokens, {args.seeds} seeds each; mean ± standard deviation over seeds.\n"
+            f"{space.fixed['seq_len']} tokens, {args.seeds} seeds each; mean ± standard deviation over seeds. "
+            f"{args.jobs} runs at a time, {args.threads} torch thread(s) each; train s = wall time of training.\n"
             f"Scores measured on the {data}.\n\n"
             + markdown_table(["strategy", *score_keys, "train s (median)"], rows)
             + "\n\nmlm_likelihood = exp(-held-out cross-entropy); teacher_fidelity = exp(-KL(teacher || student)).")
 
     if not args.skip_separation:
-        small = space.build(intra_size=16, num_ffn=1, mha_ffn_ratio=0.5, norm="no_norm", act="relu", attention="bottleneck")
-        large = space.build(intra_size=128, num_ffn=4, mha_ffn_ratio=0.25, norm="layer_norm", act="gelu", attention="shared_qk")
-        res = {}
-        for c in (small, mid, large):
-            if c == mid and progressive_mid is not None:
-                res[c] = progressive_mid
-                continue
-            res[c] = [distill_candidate(c, teacher, DistillSettings.for_space(space, seed=seed)).scores
-                      for seed in range(args.seeds)]
-            print(c.label, res[c], flush=True)
+        res = {c: [r["scores"] for r in of(size, "progressive")] for size, c in cands.items()}
         srows, best, best_sep = [], None, -1.0
         for k in score_keys:
             means = {c: statistics.fmean(s[k] for s in res[c]) for c in res}
@@ -98,6 +145,9 @@ def main() -> int:
                  f"({count(large).params_m:.2f}M). Separation = |large - small| / mean seed standard deviation.\n\n"
                  + markdown_table(["score", "small", "mid", "large", "seed std", "separation", "monotone"], srows)
                  + f"\n\nLargest separation: **{best}** ({best_sep:.1f}x the seed spread).\n")
+        alone = mean_std([r["scores"]["mlm_accuracy"] for r in of("large", "none")])
+        body += (f"\nThe large candidate trained without a teacher on the same budget: mlm_accuracy "
+                 f"{alone[0]:.4f} ± {alone[1]:.4f}; the teacher: {teacher.meta['heldout']['mlm_accuracy']:.4f}.\n")
     write_result("transfer_strategies", "Knowledge-transfer strategies and score separation", body)
     return 0
 
