@@ -130,7 +130,7 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
         if est.latency_ms > ctx.budget_ms:
             reasons.append(f"predicted {est.latency_ms:.2f} ms on {est.profile} is over the budget of "
                            f"{ctx.budget_ms:g} ms")
-    dup = duplicate_of(trial)
+    dup = duplicate_of(trial, cand, strategy)
     if dup is not None:
         # training is seeded, so a second run of the same candidate would only repeat the first
         reasons.append(f"same candidate and strategy as trial {dup}, whose result stands")
@@ -150,16 +150,19 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
     return Plan(number=trial.number, candidate=cand, strategy=strategy, record=record, rejected=rejected)
 
 
-def duplicate_of(trial: Any) -> int | None:
-    """The number of an earlier trial with the same sampled parameters that was trained, is being
-    trained (another worker) or was stopped early; None if there is none. Small spaces and a
-    converging sampler propose the same candidate again; it is recorded as rejected, not retrained.
-    Interrupted and failed trials do not count: those are worth another try."""
+def duplicate_of(trial: Any, cand: Candidate, strategy: str) -> int | None:
+    """The number of an earlier trial that trained (or is training, on another worker, or stopped
+    early) the same candidate with the same strategy; None if there is none. The realised candidate
+    is compared, not the sampled values: two MHA/FFN ratios can round to one FFN width. Small spaces
+    and a converging sampler propose the same candidate again; it is recorded as rejected, not
+    retrained. Interrupted and failed trials do not count: those are worth another try."""
     from nas.search.study import outcome_of
 
     for t in trial.study.get_trials(deepcopy=False):
-        if t.number != trial.number and t.params == trial.params \
-                and outcome_of(t) in ("complete", "stopped", "running"):
+        if t.number == trial.number or outcome_of(t) not in ("complete", "stopped", "running"):
+            continue
+        rec = TrialRecord.from_trial(t)
+        if rec is not None and rec.strategy == strategy and rec.candidate.replace(name=cand.name) == cand:
             return t.number
     return None
 

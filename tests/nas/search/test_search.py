@@ -171,19 +171,28 @@ def test_duplicate_of_names_the_trial_that_was_trained(tmp_path):
     from optuna.trial import TrialState
 
     from nas.search.objective import duplicate_of
+    from search_spaces import load_space
 
+    space = load_space("smoke")
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'd.db'}", directions=["maximize", "minimize"])
 
-    def ask(value: int):
-        study.enqueue_trial({"intra_size": value})
+    def cand(intra: int, ratio: float):
+        return space.build(intra_size=intra, num_ffn=1, mha_ffn_ratio=ratio, norm="no_norm", act="relu",
+                           attention="shared_qk")
+
+    def ask(c):
         t = study.ask()
-        t.suggest_categorical("intra_size", [8, 16])
+        rec = TrialRecord(candidate=c.replace(name=f"trial-{t.number}"), params=1, flops=1, latency_ms=1.0,
+                          latency_breakdown={}, strategy="progressive", teacher_hash="x")
+        for k, v in rec.to_user_attrs().items():
+            t.set_user_attr(k, v)
         return t
 
-    first = ask(8)
-    assert duplicate_of(first) is None
+    first = ask(cand(8, 0.5))
+    assert duplicate_of(first, cand(8, 0.5), "progressive") is None
     study.tell(first, [0.2, 1.0])
-    assert duplicate_of(ask(8)) == first.number  # trained: not again
-    failed = ask(16)
+    assert duplicate_of(ask(cand(8, 0.5)), cand(8, 0.5), "progressive") == first.number  # trained: not again
+    assert duplicate_of(ask(cand(8, 0.5)), cand(8, 0.5), "joint") is None  # another strategy is another trial
+    failed = ask(cand(16, 0.5))
     study.tell(failed, state=TrialState.FAIL)
-    assert duplicate_of(ask(16)) is None  # a failed trial is worth another try
+    assert duplicate_of(ask(cand(16, 0.5)), cand(16, 0.5), "progressive") is None  # a failed trial is worth another try
