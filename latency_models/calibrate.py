@@ -51,6 +51,7 @@ NORM_ACT = ("ln_n", "ln_el", "gelu_n", "gelu_el")
 # element-wise passes of the unfused TF 1.x LayerNorm (10) and tanh-GELU (8) graphs, per element
 PIXEL_NORM_ACT_SHAPE = {"ln_n": 0.0, "ln_el": 10.0, "gelu_n": 0.0, "gelu_el": 8.0}
 PIXEL_GROUPS = {"compute": tuple(f for f in FEATURES if f not in NORM_ACT), "norm_act": NORM_ACT}
+NORM_ACT_SPLIT = {"layer_norm": ("ln_n", "ln_el"), "gelu": ("gelu_n", "gelu_el")}
 CLASS_GROUPS = {  # enough points (>= 8): one factor per op class, LayerNorm/GELU apart from NoNorm/ReLU
     "matmul": ("fc_n", "fc_macs", "fc_w", "fc_out", "fc_w_spill"),
     "attention": ("att_n", "att_macs", "att_sm", "att_qkv"),
@@ -300,13 +301,31 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # ------------------------------------------------------------------------------------------------
+def scale_groups(cands: Sequence[Candidate]) -> dict[str, tuple[str, ...]]:
+    """Feature groups, one scale factor each, that ``len(cands)`` measured points can fit with a
+    leave-one-out error to spare: one per op class from 8 points, compute and LayerNorm/GELU from 3,
+    a single factor below. LayerNorm and GELU get a factor each when some point has one without the
+    other (the bench suite's two ablation models): their price differs from phone to phone (the
+    Pixel 4 paid far more for LayerNorm), and only such points can tell them apart."""
+    n = len(cands)
+    if n < 3:
+        return {"all": tuple(FEATURES)}
+    groups = {g: tuple(v) for g, v in (CLASS_GROUPS if n >= 8 else PIXEL_GROUPS).items()}
+    separable = any((c.norm == "layer_norm") != (c.act == "gelu") for c in cands)
+    if separable and n >= len(groups) + 2:
+        del groups["norm_act"]
+        groups.update(NORM_ACT_SPLIT)
+    return groups
+
+
 def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "host-cpu-litert",
                      heldout: Sequence[str | Path] = ()) -> tuple[DeviceProfile, list[str]]:
     """A user's profile from measurement CSVs and/or ``benchmark_model`` outputs (``mbnas latency calibrate``).
 
     Many CSV rows (>= 2 per op feature) -> an op-level fit of its own (``fit_op_profile``). Fewer points,
-    or phone logs -> scale factors over ``base``: one per op class from 8 points on, compute and
-    LayerNorm/GELU from 3, a single factor from 2 (``calibrate_scaled``, leave-one-out error).
+    or phone logs -> scale factors over ``base`` (``scale_groups``: one per op class from 8 points on,
+    compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the points can tell them apart,
+    a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
     import re
 
@@ -371,7 +390,7 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     if len(y) < 2:
         raise UserError(f"calibration needs at least 2 measured architectures, got {len(y)}")
     base_prof = transfer_shape(load_profile(base))
-    groups = CLASS_GROUPS if len(y) >= 8 else PIXEL_GROUPS if len(y) >= 3 else {"all": FEATURES}
+    groups = scale_groups(cands)
     D = scaled_design(base_prof, cands, groups)
     unused = [g for g, s in zip(groups, D.sum(axis=0)) if s == 0]
     if unused:  # a group no point exercises: merge it into the first exercised group
