@@ -268,14 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.note:
         lines.append(args.note + "\n")
     reference = meta.reference_point
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.proxy == "capacity":
         from search_spaces.space import RandomSuggester
 
         rng = RandomSuggester(0)
         floor = min(capacity(space.suggest(rng)) for _ in range(512))
         reference = (floor - 0.1, reference[1])  # the proxy's own scale: just below the smallest candidate
-        curves = {name: [proxy_curve(space, profile, capacity, name, seed, args.trials, reference)
-                         for seed in range(args.first_seed, args.first_seed + args.seeds)] for name in samplers}
         lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
                      f"Score = log10(parameters inside the transformer blocks), a deterministic stand-in for "
                      f"accuracy (more capacity, diminishing returns) that needs no training; latency = the real "
@@ -285,26 +284,30 @@ def main(argv: list[str] | None = None) -> int:
                      f"`mbnas search` builds them, hypervolume against the fixed reference point "
                      f"(log10 params {reference[0]:.3f}, {reference[1]:.4g} ms). It measures how fast each sampler "
                      f"finds the capacity/latency front of the real space and predictor; not accuracy.\n")
+        score_fn = capacity
     elif args.proxy == "surrogate":
-        sur = fit_surrogate([c for c, _, _ in rows], [s for _, s, _ in rows])
+        score_fn = fit_surrogate([c for c, _, _ in rows], [s for _, s, _ in rows])
         spread = float(np.std([s for _, s, _ in rows]))
-        curves = {name: [proxy_curve(space, profile, sur, name, seed, args.trials, reference)
-                         for seed in range(args.first_seed, args.first_seed + args.seeds)] for name in samplers}
         lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
-                     f"Score = ridge regression on candidate shape fitted to the {sur.n} real trials above "
-                     f"(leave-one-out mean absolute error {sur.loo_mae:.4f}; the real scores' standard deviation is "
-                     f"{spread:.4f}), evaluated without noise; latency = the real predictor. Space `{space.name}` in "
-                     f"full, {args.seeds} seeds x {args.trials} trials per sampler, reference point {reference}. "
+                     f"Score = ridge regression on candidate shape fitted to the {score_fn.n} real trials above "
+                     f"(leave-one-out mean absolute error {score_fn.loo_mae:.4f}; the real scores' standard deviation "
+                     f"is {spread:.4f}), evaluated without noise; latency = the real predictor. Space `{space.name}` "
+                     f"in full, {args.seeds} seeds x {args.trials} trials per sampler, reference point {reference}. "
                      f"This measures how fast each sampler finds the front of a smooth stand-in for the real score, "
                      f"not of the real, noisy one.\n")
+    else:
+        score_fn = None
+        lines.append(f"## 1. Default sampler vs random search: every proposal trained\n\n"
+                     f"Space `{space.name}`, {args.seeds} seeds x {args.trials} trials per sampler.\n")
+    if score_fn is not None:
+        curves = {name: [proxy_curve(space, profile, score_fn, name, seed, args.trials, reference) for seed in seeds]
+                  for name in samplers}
     else:
         import tempfile
 
         work = Path(tempfile.mkdtemp(prefix="bench-"))
-        curves = {name: [real_curve(space.name, args.teacher, name, seed, args.trials, work)
-                         for seed in range(args.first_seed, args.first_seed + args.seeds)] for name in samplers}
-        lines.append(f"## 1. Default sampler vs random search: every proposal trained\n\n"
-                     f"Space `{space.name}`, {args.seeds} seeds x {args.trials} trials per sampler.\n")
+        curves = {name: [real_curve(space.name, args.teacher, name, seed, args.trials, work) for seed in seeds]
+                  for name in samplers}
     table, verdicts = compare(curves, budgets, samplers[0])
     lines += [table, "", *verdicts, ""]
     lines += ["## 2. Per-layer early stopping, replayed\n",
