@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import data, figures
 from nas.errors import UserError
+from nas.records import describe_score
 
 REFRESH_S = 15  # default seconds between re-reads of the storage (``--refresh``)
 TABS = ("Pareto front", "Trial", "History")
@@ -134,7 +135,7 @@ def body(url: str, storage, study: str) -> None:
 
     st.title(f"Study {study}")
     st.caption(
-        f"**score**: {meta.score_name}, measured on {meta.score_data}. "
+        f"**score**: {describe_score(meta.score_name)}, measured on {meta.score_data}. "
         f"**latency**: predicted by profile `{source.profile}` (error: {source.error})"
         + ("" if source.recorded else f"; re-scored here, the search used `{meta.latency_profile}`")
         + f". Space `{meta.space.get('name', '?')}`, strategy `{meta.strategy}`, seq {view.seq_len}.")

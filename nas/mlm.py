@@ -40,6 +40,12 @@ class MlmScores:
     heldout_ce: mean cross-entropy (nats) of the masked token.
     teacher_kl: mean KL(teacher || model) of the predicted distributions (None without a teacher).
     top1_agreement: share of masked positions where model and teacher predict the same token.
+    block_fidelity: how well each block reproduces the teacher's block on held-out text: every
+        block gets the teacher's input to that block, and the Pearson correlation (over the hidden
+        dimension, per token) between the block's update to the feature map and the teacher block's
+        update is averaged over tokens and blocks (``block_fidelity``). None without a teacher, or
+        when the block counts or widths differ. Unlike the MLM scores it does not pass through the
+        embeddings and MLM head every student inherits from the teacher.
     n_masked: masked positions scored.
     """
 
@@ -48,6 +54,7 @@ class MlmScores:
     teacher_kl: float | None
     top1_agreement: float | None
     n_masked: int
+    block_fidelity: float | None = None
 
     def as_dict(self) -> dict[str, float]:
         """Every score, plus the two "higher is better" forms the search can maximise:
@@ -60,15 +67,43 @@ class MlmScores:
         return d
 
 
+def feature_correlation(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """s, t: (B, T, H) feature maps -> their mean per-token Pearson correlation over H (a scalar).
+
+    Both maps are layer-normalised (zero mean, unit variance per token), so the correlation is
+    mean(s_n * t_n) = 1 - MSE(s_n, t_n) / 2: the normalised feature-map transfer loss, read as a similarity.
+    """
+    h = s.shape[-1]
+    return (F.layer_norm(s.float(), (h,)) * F.layer_norm(t.float(), (h,))).mean(-1).mean()
+
+
+def block_fidelity(model, teacher_states: torch.Tensor) -> float:
+    """teacher_states: (L+1, B, T, H) the teacher's embeddings then each block's output, on one batch.
+
+    Block l of ``model`` is fed the teacher's input to block l; its update (output - input) is
+    compared with the teacher block's update by ``feature_correlation``; mean over blocks. The
+    residual part of the feature map, which every block passes through, is left out: kept in, it
+    makes every student look ~0.95 alike. Full windows, so no attention mask.
+    """
+    th = teacher_states.float()
+    rs = []
+    for l, layer in enumerate(model.mobilebert.encoder.layer):
+        out = layer(th[l], None)
+        out = out[0] if isinstance(out, tuple) else out  # (B, T, H)
+        rs.append(feature_correlation(out - th[l], th[l + 1] - th[l]).item())
+    return sum(rs) / len(rs)
+
+
 @torch.no_grad()
 def evaluate_mlm(model, batches: list[Batch], teacher=None, device: str = "cpu",
                  teacher_hidden: list[torch.Tensor] | None = None) -> MlmScores:
-    """Score ``model`` on fixed held-out batches; ``teacher_hidden`` (cached final hidden states,
-    one (B, T, H) tensor per batch) spares the teacher's encoder pass."""
+    """Score ``model`` on fixed held-out batches. ``teacher_hidden`` (cached teacher states, one
+    (L+1, B, T, H) tensor per batch: embeddings, then each block) spares the teacher's encoder pass."""
     was_training = model.training
     model.eval()
     correct = n = 0
-    ce = kl = agree = 0.0
+    ce = kl = agree = fid = 0.0
+    fid_ok = teacher is not None
     for i, b in enumerate(batches):
         b = b.to(device)
         y = b.labels[b.labels != -100]
@@ -80,13 +115,19 @@ def evaluate_mlm(model, batches: list[Batch], teacher=None, device: str = "cpu",
         n += y.numel()
         if teacher is not None:
             th = teacher_hidden[i].to(device) if teacher_hidden is not None else \
-                encode(teacher, b).last_hidden_state
-            t_logp = F.log_softmax(masked_logits(teacher, th.float(), b.labels).float(), -1)
+                torch.stack(encode(teacher, b, output_hidden_states=True).hidden_states)  # (L+1, B, T, H)
+            t_logp = F.log_softmax(masked_logits(teacher, th[-1].float(), b.labels).float(), -1)
             kl += F.kl_div(logp, t_logp, log_target=True, reduction="sum").item()
             agree += (t_logp.argmax(-1) == pred).sum().item()
+            cfg = model.config
+            fid_ok = fid_ok and th.shape[0] == cfg.num_hidden_layers + 1 and th.shape[-1] == cfg.hidden_size
+            if fid_ok:
+                fid += block_fidelity(model, th)
     model.train(was_training)
+    with_teacher = teacher is not None
     return MlmScores(
         mlm_accuracy=correct / n, heldout_ce=ce / n,
-        teacher_kl=kl / n if teacher is not None else None,
-        top1_agreement=agree / n if teacher is not None else None, n_masked=n,
+        teacher_kl=kl / n if with_teacher else None,
+        top1_agreement=agree / n if with_teacher else None, n_masked=n,
+        block_fidelity=fid / len(batches) if fid_ok else None,
     )

@@ -20,6 +20,21 @@ from nas.candidate import Candidate
 
 OBJECTIVES = ("score", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
+# What each score a study can maximise means (all "higher is better"); README "Scores" says more.
+SCORE_MEANINGS = {
+    "block_fidelity": "correlation of each block's update of the feature map with the teacher block's, "
+                      "given the teacher's input to the block",
+    "mlm_accuracy": "top-1 accuracy of masked tokens",
+    "mlm_likelihood": "exp(-cross-entropy) of masked tokens",
+    "teacher_fidelity": "exp(-KL(teacher || student)) at masked positions",
+    "top1_agreement": "share of masked positions where student and teacher predict the same token",
+    "downstream_accuracy": "accuracy after a short fine-tune on the labelled sentences",
+}
+
+
+def describe_score(name: str) -> str:
+    """``name (what it means)``, or just ``name`` for a score this version does not know."""
+    return f"{name} ({SCORE_MEANINGS[name]})" if name in SCORE_MEANINGS else name
 _PREFIX = "mbnas."
 
 

@@ -23,6 +23,7 @@ def _key_value(text: str) -> tuple[str, object]:
 def register(sub: argparse._SubParsersAction) -> None:
     from nas.search.local_workers import WORKER_FLAG
     from nas.search.study import DEFAULT_STORAGE, SAMPLER_HELP
+    from nas.distill.settings import SCORES
 
     p = sub.add_parser(
         "search", help="search the space: maximise the score, minimise predicted latency (resumable)",
@@ -35,8 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="knowledge transfer: progressive (default), joint, auxiliary, theseus, theseus-constant, "
                         "none (no teacher); or 'search' to search over them as one more dimension")
     p.add_argument("--objective", default="mlm", choices=("mlm", "downstream"),
-                   help="score: mlm = task-agnostic held-out masked-LM accuracy (default); downstream = held-out "
-                        "accuracy on the labelled sentences")
+                   help="mlm = a task-agnostic score on held-out text (--score; default); downstream = held-out "
+                        "accuracy on the labelled sentences after a short fine-tune")
+    p.add_argument("--score", choices=SCORES,
+                   help="task-agnostic score of --objective mlm (default: the one that best separates candidates "
+                        "at the demo budget, see README 'Scores'); part of the study's identity")
     p.add_argument("--device-profile", default="pixel4-cpu-tflite", metavar="PROFILE",
                    help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency profiles' lists them)")
     p.add_argument("--latency-budget-ms", type=float, metavar="MS",
@@ -107,7 +111,8 @@ def cmd_search(args) -> int:
         storage=args.storage, study=args.study, backend=args.backend, ray_address=args.ray_address, seed=args.seed,
         device=args.device, teacher=args.teacher, run_dir=args.run_dir,
         early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor),
-        distill_options=dict(args.distill_option), threads=threads, cpus_per_trial=args.cpus_per_trial,
+        distill_options={**dict(args.distill_option), **({"score_name": args.score} if args.score else {})},
+        threads=threads, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, progress=not args.quiet, jobs=args.jobs, worker_argv=worker_argv,
         worker_index=args.worker_index,
     )

@@ -19,19 +19,24 @@ from nas.data.tokenizer import Batch
 @dataclass
 class TeacherCache:
     """transfer: fixed masked batches; hidden[i]: (L+1, B, T, H) fp16 (embeddings, then each block);
-    attn[i]: (L, B, heads, T, T) fp16; heldout: fixed held-out batches; heldout_hidden[i]: (B, T, H).
+    attn[i]: (L, B, heads, T, T) fp16; heldout: fixed held-out batches; heldout_hidden[i]: (L+1, B, T, H) fp16, or None when
+    keeping every block's held-out states would exceed ``HELDOUT_CACHE_BYTES`` (evaluation then runs
+    the teacher itself).
     data: description of the corpus; data_hash: its hash."""
 
     transfer: list[Batch]
     hidden: list[torch.Tensor]
     attn: list[torch.Tensor]
     heldout: list[Batch]
-    heldout_hidden: list[torch.Tensor]
+    heldout_hidden: list[torch.Tensor] | None
     data: str
     data_hash: str
 
 
 _CACHE: dict[tuple, TeacherCache] = {}
+# Held-out states of every block are kept when they fit: ~100 MB at the demo shape, but ~10 GB at
+# paper scale (100 batches x 25 states x 32 x 128 x 512 fp16), where a teacher pass per evaluation is cheaper.
+HELDOUT_CACHE_BYTES = 1 << 30
 
 
 @torch.no_grad()
@@ -55,8 +60,14 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
                                output_attentions=True)
         hidden.append(torch.stack(out.hidden_states).half())  # (L+1, B, T, H)
         attn.append(torch.stack(out.attentions).half())  # (L, B, heads, T, T)
-    heldout_hidden = [model.mobilebert(input_ids=b.input_ids.to(settings.device)).last_hidden_state.half()
-                      for b in heldout]
+    tc = teacher.candidate
+    states = (tc.num_layers + 1) * sum(b.input_ids.numel() for b in heldout) * tc.hidden_size * 2
+    heldout_hidden = None
+    if states <= HELDOUT_CACHE_BYTES:
+        heldout_hidden = [torch.stack(model.mobilebert(input_ids=b.input_ids.to(settings.device),
+                                                       attention_mask=b.attention_mask.to(settings.device),
+                                                       output_hidden_states=True).hidden_states).half()
+                          for b in heldout]
     cache = TeacherCache(transfer, hidden, attn, heldout, heldout_hidden,
                          data=f"held-out split: {corpus.description}", data_hash=corpus.data_hash)
     _CACHE.clear()  # one teacher per process at a time: free the previous one

@@ -39,7 +39,8 @@ class DistillResult:
     """A trained candidate and its scores.
 
     score: the objective (``score_name``), measured on ``score_data``.
-    scores: every score measured (mlm_accuracy, heldout_ce, teacher_kl, top1_agreement[, downstream_accuracy]).
+    scores: every score measured (block_fidelity, mlm_accuracy, heldout_ce, teacher_kl, top1_agreement, ...
+        [, downstream_accuracy]).
     layer_losses: transfer loss of each layer at the end of its phase (empty for theseus / none).
     seconds: wall time; timings: its parts (teacher_cache, train, evaluate, downstream).
     """

@@ -79,7 +79,9 @@ def latency_label(meta: StudyMeta) -> str:
 
 
 def score_label(meta: StudyMeta) -> str:
-    return f"{meta.score_name} on {meta.score_data}"
+    from nas.records import describe_score
+
+    return f"{describe_score(meta.score_name)} on {meta.score_data}"
 
 
 def pareto_table(summary: Summary, meta: StudyMeta) -> str:

@@ -149,7 +149,9 @@ def load_study(storage, name: str):
 
 
 # Settings that define what a study's numbers mean: a rerun must use the same ones.
-_DEFINING = ("strategy", "objective", "latency_profile", "latency_budget_ms", "teacher_hash", "distill_options")
+# what a study measures: resuming it with any of these changed would mix incomparable trials
+_DEFINING = ("strategy", "objective", "score_name", "latency_profile", "latency_budget_ms", "teacher_hash",
+             "distill_options")
 
 
 def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):

@@ -73,7 +73,7 @@ def test_stock_transformers_reproduces_the_student(searched, tmp_path):
     arch = json.loads((res.out / "architecture.json").read_text())
     meta = StudyMeta.from_study(study)
     assert arch["candidate"] == rec.candidate.to_dict()
-    assert arch["score"] == {"name": "mlm_accuracy", "value": trial.values[0], "data": meta.score_data}
+    assert arch["score"] == {"name": "block_fidelity", "value": trial.values[0], "data": meta.score_data}
     assert "held-out" in arch["score"]["data"] and set(arch["scores"]) >= {"mlm_accuracy", "heldout_ce"}
     assert arch["latency"]["ms"] == trial.values[1] and arch["latency"]["predicted"] is True
     assert arch["latency"]["profile"] == "pixel4-cpu-tflite" and arch["latency"]["error"] == meta.latency_error

@@ -65,7 +65,7 @@ def test_strategy_trains_and_scores(teacher, strategy):
     r = distill_candidate(c, teacher, DistillSettings.for_space("smoke", strategy=strategy),
                           on_layer=lambda l, v: seen.append(l))
     assert 0.0 <= r.scores["mlm_accuracy"] <= 1.0 and r.scores["heldout_ce"] > 0
-    assert r.score == r.scores["mlm_accuracy"] and "held-out" in r.score_data
+    assert r.score == r.scores["block_fidelity"] and "held-out" in r.score_data  # the default score
     if strategy in ("progressive", "joint", "auxiliary"):
         assert seen == [0, 1] and len(r.layer_losses) == 2
     else:
@@ -121,3 +121,27 @@ def test_distill_cli_json(mbnas, smoke_teacher_dir, tmp_path):
 def test_distill_cli_rejects_foreign_arch(mbnas, smoke_teacher_dir):
     code, out, err = mbnas("distill", "--space", "smoke", "--arch", "mobilebert", "--teacher", str(smoke_teacher_dir))
     assert code == 2 and "does not fit space 'smoke'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_block_fidelity_reads_the_blocks(teacher):
+    """block_fidelity: the teacher against itself scores 1; students inherit the same embeddings and
+    MLM head, so only their blocks tell them apart: fresh blocks score far below transferred ones.
+    The cached teacher states (fp16) and a teacher pass give the same score."""
+    from nas.distill import DistillSettings, distill_candidate
+    from nas.distill.teacher_cache import teacher_cache
+    from nas.distill.train import init_student
+    from nas.mlm import evaluate_mlm
+
+    s = DistillSettings.for_space("smoke")
+    cache = teacher_cache(teacher, s)
+    own = evaluate_mlm(teacher.model, cache.heldout, teacher=teacher.model, teacher_hidden=cache.heldout_hidden)
+    assert own.block_fidelity == pytest.approx(1.0, abs=0.01)
+    c = load_space("smoke").sample(1, seed=1)[0]
+    fresh = init_student(c, teacher, from_teacher=True, seed=0)
+    cached = evaluate_mlm(fresh, cache.heldout, teacher=teacher.model, teacher_hidden=cache.heldout_hidden)
+    direct = evaluate_mlm(fresh, cache.heldout, teacher=teacher.model)
+    assert cached.block_fidelity == pytest.approx(direct.block_fidelity, abs=0.01)
+    trained = distill_candidate(c, teacher, s.replace(layer_steps=40, pd_steps=0))
+    assert trained.scores["block_fidelity"] > cached.block_fidelity + 0.2, (trained.scores, cached)
+    # the no-teacher baseline is scored too (its blocks never saw the teacher)
+    assert "block_fidelity" in distill_candidate(c, teacher, s.replace(strategy="none")).scores

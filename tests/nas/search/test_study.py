@@ -60,6 +60,9 @@ def test_resuming_with_other_settings_is_refused(storage):
     # --distill-option changes what the scores mean
     with pytest.raises(UserError, match="created with distill_options {}"):
         create_or_check(storage, "s", _meta(distill_options={"lr": 1e-3}))
+    # a different score (--score, or a new default) would mix incomparable trials
+    with pytest.raises(UserError, match="created with score_name"):
+        create_or_check(storage, "s", _meta(score_name="teacher_fidelity"))
 
 
 def test_studies_from_before_distill_options_still_resume(storage):
