@@ -49,10 +49,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def absolute_sqlite(url: str) -> str:
+    """``sqlite:///runs/x.db`` (relative to this directory) -> ``sqlite:////abs/runs/x.db``; others unchanged."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
+    return url
+
+
 @contextlib.contextmanager
 def serve(storage: str, study: str | None, workdir: Path, refresh: float = 15, timeout: float = 120) -> Iterator[str]:
     """``mbnas dashboard`` on a free loopback port; yields its base URL and stops it afterwards."""
     port = free_port()
+    storage = absolute_sqlite(storage)  # the server runs in ``workdir``, not here
     exe = Path(sys.executable).with_name("mbnas")
     cmd = ([str(exe)] if exe.exists() else [sys.executable, "-m", "nas"]) + [
         "dashboard", "--storage", storage, "--port", str(port), "--refresh", str(refresh)]

@@ -90,3 +90,14 @@ def test_binds_loopback_only(study_db, tmp_path):
             assert s.connect_ex((ip, port)) != 0  # refused on the outward address
         with urllib.request.urlopen(base + "/_stcore/health", timeout=5) as r:
             assert r.status == 200
+
+
+def test_relative_sqlite_url_means_the_callers_directory(tmp_path, monkeypatch):
+    """The server runs in a temporary directory: ``sqlite:///runs/mbnas.db`` (the README's
+    screenshot command) must still name the caller's file, or the page has no study to draw."""
+    from dashboard.browser import absolute_sqlite
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_sqlite("sqlite:///runs/mbnas.db") == f"sqlite:///{tmp_path}/runs/mbnas.db"
+    assert absolute_sqlite("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    assert absolute_sqlite("postgresql://u@127.0.0.1/db") == "postgresql://u@127.0.0.1/db"
