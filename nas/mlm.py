@@ -88,8 +88,7 @@ def block_fidelity(model, teacher_states: torch.Tensor) -> float:
     th = teacher_states.float()
     rs = []
     for l, layer in enumerate(model.mobilebert.encoder.layer):
-        out = layer(th[l], None)
-        out = out[0] if isinstance(out, tuple) else out  # (B, T, H)
+        out = layer(th[l], None)  # (B, T, H)
         rs.append(feature_correlation(out - th[l], th[l + 1] - th[l]).item())
     return sum(rs) / len(rs)
 

@@ -111,10 +111,9 @@ def cmd_search(args) -> int:
         storage=args.storage, study=args.study, backend=args.backend, ray_address=args.ray_address, seed=args.seed,
         device=args.device, teacher=args.teacher, run_dir=args.run_dir,
         early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor),
-        distill_options={**dict(args.distill_option), **({"score_name": args.score} if args.score else {})},
-        threads=threads, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, progress=not args.quiet, jobs=args.jobs, worker_argv=worker_argv,
-        worker_index=args.worker_index,
+        distill_options=dict(args.distill_option), score=args.score, threads=threads,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, progress=not args.quiet,
+        jobs=args.jobs, worker_argv=worker_argv, worker_index=args.worker_index,
     )
     res = run_search(cfg)
     if args.worker_index:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.pareto import ParetoPoint, hypervolume, pareto_front
-from nas.records import StudyMeta
+from nas.records import StudyMeta, describe_score
 from nas.search.study import HYPERVOLUME_ATTR, TrialView, trial_views
 from nas.table import markdown_table
 
@@ -79,8 +79,6 @@ def latency_label(meta: StudyMeta) -> str:
 
 
 def score_label(meta: StudyMeta) -> str:
-    from nas.records import describe_score
-
     return f"{describe_score(meta.score_name)} on {meta.score_data}"
 
 

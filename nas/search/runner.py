@@ -51,6 +51,7 @@ class SearchConfig:
     run_dir: str | None = None
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)
     distill_options: dict[str, Any] = field(default_factory=dict)
+    score: str | None = None  # --score: the task-agnostic objective (None: DistillSettings' default)
     threads: int | None = None  # torch CPU threads per trial (None: torch's default, all cores)
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 1 with --device cuda, else 0
@@ -156,10 +157,11 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         teacher_ms = 0.0
     ref_ms = cfg.latency_budget_ms if cfg.latency_budget_ms is not None else max(max(lats), teacher_ms) * 1.05
 
+    # --score is identified by the study's score_name, not as a distill option
+    overrides = {**cfg.distill_options, **({"score_name": cfg.score} if cfg.score else {})}
     ctx = TrialContext(space=space, strategy=cfg.strategy, objective=cfg.objective, profile=profile,
                        teacher=teacher, device=cfg.device, seed=cfg.seed, budget_ms=cfg.latency_budget_ms,
-                       early_stop=cfg.early_stop, settings_overrides=dict(cfg.distill_options),
-                       threads=cfg.threads)
+                       early_stop=cfg.early_stop, settings_overrides=overrides, threads=cfg.threads)
     first = ctx.settings_for(ctx.strategies()[0])  # validates --distill-option early
     score_name = "downstream_accuracy" if cfg.objective == "downstream" else first.score_name  # higher is better
     score_data = "(named by the first completed trial)"  # the trainer says which data; settle_score_meta

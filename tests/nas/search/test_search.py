@@ -200,3 +200,18 @@ def test_duplicate_of_names_the_trial_that_was_trained(tmp_path):
     failed = ask(cand(16, 0.5))
     study.tell(failed, state=TrialState.FAIL)
     assert duplicate_of(ask(cand(16, 0.5)), cand(16, 0.5), "progressive") is None  # a failed trial is worth another try
+
+
+def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
+    """--score names the study's score; naming the default explicitly resumes a study made without it,
+    and another score is refused (it is not also a distill option)."""
+    from nas.errors import UserError
+    from nas.search.runner import SearchConfig, prepare
+
+    base = dict(space="smoke", storage=f"sqlite:///{tmp_path / 's.db'}", teacher=str(smoke_teacher_dir))
+    meta = prepare(SearchConfig(**base), log=lambda s: None).meta
+    assert meta.score_name == "block_fidelity" and meta.distill_options == {}
+    again = prepare(SearchConfig(**base, score="block_fidelity"), log=lambda s: None).meta
+    assert again.score_name == "block_fidelity"
+    with pytest.raises(UserError, match="created with score_name 'block_fidelity'"):
+        prepare(SearchConfig(**base, score="mlm_accuracy"), log=lambda s: None)
