@@ -53,7 +53,9 @@ def _run(space_name: str, size: str, strategy: str, seed: int, threads: int) -> 
     import torch
 
     from nas.distill import DistillSettings, distill_candidate
+    from nas.runtime import keep_freed_memory
 
+    keep_freed_memory()  # as mbnas does
     torch.set_num_threads(threads)
     space, teacher = _teacher(space_name)
     cpu0 = time.process_time()

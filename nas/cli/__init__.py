@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from nas.errors import UserError
+    from nas.runtime import keep_freed_memory
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_freed_memory()  # nas.runtime: large training temporaries are reused, not re-faulted
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: ``search --jobs`` repeats it
     try:

@@ -122,7 +122,9 @@ class _Stage:
 
     def __init__(self, groups: list[dict], lr: float) -> None:
         self.params = [p for g in groups for p in g["params"]]
-        self.opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
+        # fused: one kernel over all parameters instead of a dozen small ops per tensor (the student
+        # has ~150 tensors; the per-tensor loop was ~8% of a pre-training-distillation step on CPU)
+        self.opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, fused=True)
 
     def step(self, loss: torch.Tensor, where: str) -> float:
         _check(loss, where)

@@ -41,6 +41,7 @@ from typing import Any, Callable
 
 from nas.errors import UserError, require
 from nas.records import TrialRecord
+from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
 from nas.search.objective import (
     Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
@@ -91,6 +92,7 @@ def _trainable(config: dict[str, Any], shipped: Any, teacher_files: dict[str, by
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    keep_freed_memory()  # a Ray worker does not pass through the CLI (nas.runtime)
     ctx = _worker_context(shipped, teacher_files)
     info = config["mbnas"]
     if info["rejected"]:
