@@ -1,11 +1,16 @@
-"""Tokens/s and achieved GFLOP/s of the teacher's forward pass and of student training, as a
-fraction of this machine's measured fp32 matmul ceiling.
+"""Tokens/s and achieved GFLOP/s of the teacher's forward pass and of the student's training
+steps, as a fraction of this machine's measured fp32 matmul ceiling.
 
-Achieved GFLOP/s counts the model's matmul FLOPs (``nas.ops``: 2 x MACs; training = 3 x forward:
-forward, input gradients, weight gradients) plus the MLM head at masked positions. Timings are
-medians of repeated steps after warm-up.
+The student rows time the steps ``nas.distill.train`` runs for a candidate, on the shipped demo
+teacher and its cached outputs: a layer-wise transfer step (the last layer's, so every block runs),
+a pre-training-distillation step (hard labels + teacher logits at masked positions: most of a
+progressive candidate's FLOPs) and a plain masked-LM step (the no-teacher baseline and Theseus's
+fine-tune). Achieved GFLOP/s counts matmul FLOPs only (``nas.ops``: 2 x MACs; training = 3 x
+forward: forward, input gradients, weight gradients), plus the MLM heads at masked positions (the
+teacher's forward-only in distillation). Timings are medians of repeated steps after warm-up; the
+process's allocator is set as ``mbnas`` sets it (``nas.runtime.keep_freed_memory``).
 
-    python benchmarks/train_throughput.py [--space demo] [--threads 2] [--repeats 10]
+    python benchmarks/train_throughput.py [--space demo] [--threads 1 2] [--repeats 10]
 """
 
 from __future__ import annotations
@@ -51,58 +56,72 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
 
-    import numpy as np
+    from nas.runtime import keep_freed_memory
+
+    allocator = "heap kept (nas.runtime)" if keep_freed_memory() else "C library default"
+
     import torch
 
-    from nas.data.corpus import load_corpus, make_mlm_batches
     from nas.distill import DistillSettings
-    from nas.mlm import encode, mlm_loss
-    from nas.models import build_masked_lm
+    from nas.distill import train as T
+    from nas.distill.teacher_cache import teacher_cache
+    from nas.mlm import encode
     from nas.ops import count
     from nas.table import markdown_table
+    from nas.teacher import load_teacher
     from search_spaces import load_space
 
     space = load_space(args.space)
-    settings = DistillSettings.for_space(space)
-    corpus = load_corpus()
+    s = DistillSettings.for_space(space, transfer_batches=2)
+    teacher = load_teacher(space)
+    cache = teacher_cache(teacher, s)
+    H, V = space.fixed["hidden_size"], space.fixed["vocab_size"]
+    head_macs = H * H + H * V  # MLM head per masked position: transform + vocabulary projection
+    cand = space.build(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk")
+    b = cache.transfer[0]
+    bs, n_masked = b.input_ids.shape[0], int((b.labels != -100).sum())
+    L = cand.num_layers
     rows = []
-    head_macs_per_masked = space.fixed["hidden_size"] ** 2 + space.fixed["hidden_size"] * space.fixed["vocab_size"]
-    student = space.build(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk")
     for threads in args.threads:
         torch.set_num_threads(threads)
         ceiling = matmul_ceiling(threads)
-        for role, cand, bs in (("teacher forward", space.teacher, 64), ("student train step", student, settings.batch_size)):
-            model = build_masked_lm(cand)
-            batch = next(make_mlm_batches(corpus.train, cand.seq_len, bs, np.random.default_rng(0)))
-            n_masked = int((batch.labels != -100).sum())
-            tokens = batch.input_ids.numel()
-            enc_flops = count(cand).flops * bs
-            if role == "teacher forward":
-                model.eval()
+        tmodel = teacher.model.eval()
+        tb = next(iter(cache.transfer))  # a teacher forward is timed at the same batch as the student
 
-                def step():
-                    with torch.no_grad():
-                        encode(model, batch, output_hidden_states=True, output_attentions=True)
-                flops = enc_flops
-            else:
-                model.train()
-                opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        def teacher_forward():
+            with torch.no_grad():
+                encode(tmodel, tb, output_hidden_states=True, output_attentions=True)
 
-                def step():
-                    loss = mlm_loss(model, batch)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                flops = 3 * (enc_flops + 2 * n_masked * head_macs_per_masked)
+        torch.manual_seed(0)
+        student = T.init_student(cand, teacher, True, 0).train()
+        stage = T._Stage([{"params": list(student.parameters())}], s.lr)
+
+        def layer_step():
+            outs = T._forward_upto(student, b.input_ids, L - 1)
+            stage.step(T._layer_loss(student, cache, 0, L - 1, outs, s), "layer transfer")
+
+        def pd_step():
+            stage.step(T._kd_step_loss(student, teacher, cache, 0, s, "cpu"), "pre-training distillation")
+
+        def mlm_step():
+            stage.step(T._mlm_step_loss(student, cache, 0, "cpu"), "masked-LM")
+
+        enc = count(cand).flops * bs
+        cases = (("teacher forward", teacher.candidate, teacher_forward, count(teacher.candidate).flops * bs),
+                 ("student layer-transfer step", cand, layer_step, 3 * enc),
+                 ("student distillation step", cand, pd_step, 3 * (enc + 2 * n_masked * head_macs) + 2 * n_masked * head_macs),
+                 ("student masked-LM step", cand, mlm_step, 3 * (enc + 2 * n_masked * head_macs)))
+        for role, c, step, flops in cases:
             times = timed(step, args.repeats)
             med, lo, hi = median_spread(times)
             gflops = flops / med / 1e9
-            rows.append([role, cand.label, threads, f"{bs}x{cand.seq_len}", f"{tokens / med:,.0f}",
+            rows.append([role, c.label, threads, f"{bs}x{c.seq_len}", f"{bs * c.seq_len / med:,.0f}",
                          f"{med * 1e3:.0f} ({lo * 1e3:.0f}-{hi * 1e3:.0f})", f"{gflops:.1f}", f"{ceiling:.0f}",
                          f"{gflops / ceiling:.0%}"])
             print(rows[-1], flush=True)
-    body = ("Median of {r} steps after one warm-up (min-max in brackets). Ceiling: fp32 2048^3 matmul on the same "
-            "threads, measured in the same run.\n\n").format(r=args.repeats) + markdown_table(
+    body = ("Median of {r} steps after one warm-up (min-max in brackets); {m} masked positions per batch. "
+            "Ceiling: fp32 2048^3 matmul on the same threads, measured in the same run. Allocator: {a}.\n\n"
+            ).format(r=args.repeats, m=n_masked, a=allocator) + markdown_table(
         ["what", "model", "threads", "batch", "tokens/s", "ms/step", "GFLOP/s", "ceiling GFLOP/s", "of ceiling"], rows)
     write_result("train_throughput", "Training throughput", body)
     return 0
