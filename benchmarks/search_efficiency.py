@@ -6,10 +6,14 @@ Two parts, both written to ``benchmarks/results/search_efficiency.md``:
    space, with the samplers exactly as ``mbnas search`` builds them (``nas.search.study.make_sampler``),
    latency from the real predictor, and hypervolume against the same fixed reference point as a real
    study. Training every proposal for real is far too slow for many repetitions on a CPU, so the
-   score comes from a **clearly labelled proxy**: a ridge regression fitted on the real, trained trials
-   of a study (``--from-study``; its leave-one-out error is printed), evaluated without noise. The
+   score comes from a **clearly labelled proxy**: by default ``capacity`` (log10 of the parameters in
+   the blocks), or ``--proxy surrogate``, a ridge regression fitted on the real, trained trials of a
+   study (``--from-study``; its leave-one-out error is printed), evaluated without noise. The
    question answered: how many trials does the default sampler need to reach the hypervolume random
-   search reaches after ``--trials``? (Aim: at most half.)
+   search reaches after ``--trials``? (Aim: at most half.) Proposals are handled as ``mbnas search``
+   handles them: a repeat of a trained candidate (or one over ``--latency-budget-ms``) is rejected
+   untrained and does not count as a trial; ``--pending 1`` keeps another worker's trial running at
+   every ask, as ``--jobs 2`` does. The table under the header says how many proposals were rejected.
    With ``--proxy real`` every proposal is trained instead (``run_search``; slow: for small
    ``--seeds``/``--trials``, the smoke space, or a GPU).
 
@@ -18,7 +22,7 @@ Two parts, both written to ``benchmarks/results/search_efficiency.md``:
 
 Usage:
     python benchmarks/search_efficiency.py --from-storage sqlite:///runs/mbnas.db \\
-        --from-study demo-random-noes --seeds 10 --trials 40
+        --from-study demo-random-noes --samplers gp,random,tpe --seeds 40 --trials 12,40
 """
 
 from __future__ import annotations
@@ -114,22 +118,74 @@ def real_trials(storage: str, study_name: str):
 
 # ------------------------------------------------------------------------------------------------
 # searching the proxy
-def proxy_curve(space, profile, score_fn, sampler_name: str, seed: int, trials: int, reference) -> list[float]:
-    """Hypervolume after each trial of one proxy search."""
+@dataclass
+class Tally:
+    """What a sampler's proxy searches proposed besides the trials they trained."""
+
+    repeats: int = 0  # proposals that repeated a trained (or running) candidate: rejected, not counted
+    over_budget: int = 0  # proposals over --latency-budget-ms: rejected, not counted
+    stuck: int = 0  # searches that hit the real search's limit of rejections in a row
+    seconds: float = 0.0  # time in the sampler (ask + suggest)
+    asks: int = 0
+
+
+def proxy_curve(space, profile, score_fn, sampler, seed: int, trials: int, reference, budget_ms: float | None = None,
+                pending: int = 0, tally: Tally | None = None) -> list[float]:
+    """Hypervolume after each trained trial of one proxy search.
+
+    sampler: a ``--sampler`` name (built by ``make_sampler``, as ``mbnas search`` does) or a function
+    seed -> sampler. Trials are handled as the real search handles them (``nas.search.objective``): a
+    proposal that repeats a trained or running candidate, or is predicted over ``budget_ms`` (a
+    constraint of the study), is told PRUNED and does not use up one of ``trials``; after
+    ``MAX_REJECTED_IN_A_ROW`` such proposals in a row the real search gives up, and so does this one.
+    pending: trials of other workers that are still running when a trial is asked (``--jobs
+    pending+1``): each proposal is told only after ``pending`` later ones were asked.
+    """
     import optuna
+    from optuna.trial import TrialState
 
     from nas.records import DIRECTIONS
+    from nas.search.objective import BUDGET_CONSTRAINT
+    from nas.search.optuna_backend import MAX_REJECTED_IN_A_ROW
     from nas.search.study import make_sampler
 
-    study = optuna.create_study(directions=list(DIRECTIONS), sampler=make_sampler(sampler_name, seed))
+    tally = tally if tally is not None else Tally()
+    made = make_sampler(sampler, seed) if isinstance(sampler, str) else sampler(seed)
+    study = optuna.create_study(directions=list(DIRECTIONS), sampler=made)
+    trained: set = set()  # candidates trained or running
+    running: list = []
     scores, lats, curve = [], [], []
-    for _ in range(trials):
+    in_row = 0
+    while len(curve) < trials:
+        t0 = time.perf_counter()
         trial = study.ask()
         c = space.suggest(trial)
-        s, t = score_fn(c), float(profile.estimate(c).latency_ms)
-        study.tell(trial, [s, t])
+        tally.seconds += time.perf_counter() - t0
+        tally.asks += 1
+        lat = float(profile.estimate(c).latency_ms)
+        over = budget_ms is not None and lat > budget_ms
+        if budget_ms is not None:
+            trial.set_constraint(BUDGET_CONSTRAINT, lat - budget_ms)
+        if over or c in trained:
+            tally.over_budget += over
+            tally.repeats += (not over)
+            study.tell(trial, state=TrialState.PRUNED)
+            in_row += 1
+            if in_row >= MAX_REJECTED_IN_A_ROW:  # the real search stops with an error here
+                tally.stuck += 1
+                curve += [curve[-1] if curve else 0.0] * (trials - len(curve))
+                break
+            continue
+        in_row = 0
+        trained.add(c)
+        running.append((trial, c, lat))
+        if len(running) <= pending:
+            continue
+        trial, c, lat = running.pop(0)
+        s = score_fn(c)
+        study.tell(trial, [s, lat])
         scores.append(s)
-        lats.append(t)
+        lats.append(lat)
         curve.append(hypervolume(scores, lats, reference))
     return curve
 
@@ -236,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="seeds first-seed .. first-seed+seeds-1 (default 1000: apart from seeds 0-99, which may "
                          "have been looked at while choosing the samplers' settings)")
     ap.add_argument("--trials", default="12,40", help="trial budgets to judge, comma-separated (default 12,40)")
+    ap.add_argument("--latency-budget-ms", type=float,
+                    help="proxy searches: reject proposals predicted slower (a constraint, as in mbnas search); "
+                         "the hypervolume's reference latency becomes the budget")
+    ap.add_argument("--pending", type=int, default=0,
+                    help="proxy searches: trials of other workers still running at each ask (1: like --jobs 2)")
     ap.add_argument("--factors", default="1.25,1.5,2", help="early-stopping factors to replay")
     ap.add_argument("--note", default="", help="a paragraph to add under the header (e.g. where the study came from)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_efficiency.md")
@@ -300,8 +361,25 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"## 1. Default sampler vs random search: every proposal trained\n\n"
                      f"Space `{space.name}`, {args.seeds} seeds x {args.trials} trials per sampler.\n")
     if score_fn is not None:
-        curves = {name: [proxy_curve(space, profile, score_fn, name, seed, args.trials, reference) for seed in seeds]
+        if args.latency_budget_ms is not None:
+            reference = (reference[0], args.latency_budget_ms)
+        tallies = {name: Tally() for name in samplers}
+        curves = {name: [proxy_curve(space, profile, score_fn, name, seed, args.trials, reference,
+                                     args.latency_budget_ms, args.pending, tallies[name]) for seed in seeds]
                   for name in samplers}
+        lines.append(f"Trials are handled as `mbnas search` handles them: a proposal that repeats a trained (or "
+                     f"running) candidate"
+                     + (f" or is predicted over the budget of {args.latency_budget_ms:g} ms (a study constraint)"
+                        if args.latency_budget_ms is not None else "")
+                     + " is rejected untrained and does not count as a trial"
+                     + (f"; {args.pending} other worker's trial(s) are still running whenever a trial is asked "
+                        f"(as with `--jobs {args.pending + 1}`)" if args.pending else "")
+                     + ".\n")
+        lines += [markdown_table(
+            ["sampler", "proposals", "rejected repeats", "rejected over budget", "searches stuck",
+             "sampler s per proposal"],
+            [[name, t.asks, t.repeats, t.over_budget, t.stuck, f"{t.seconds / max(1, t.asks):.3f}"]
+             for name, t in tallies.items()]), ""]
     else:
         import tempfile
 

@@ -22,7 +22,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from nas.search.local_workers import WORKER_FLAG
-    from nas.search.study import DEFAULT_STORAGE, SAMPLER_HELP
+    from nas.search.study import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLER_HELP, SAMPLERS
     from nas.distill.settings import SCORES
 
     p = sub.add_parser(
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency profiles' lists them)")
     p.add_argument("--latency-budget-ms", type=float, metavar="MS",
                    help="constraint: candidates predicted slower are rejected before training, with the reason")
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "gp", "random"), help=SAMPLER_HELP)
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS, help=SAMPLER_HELP)
     p.add_argument("--trials", type=int, default=12,
                    help="trained trials the study should hold (default 12); a rerun adds only the missing ones. "
                         "Rejected trials cost no training and do not count")

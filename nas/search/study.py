@@ -25,6 +25,7 @@ process) or silent for longer than ``GRACE_S`` (another machine).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -40,13 +41,16 @@ from nas.records import DIRECTIONS, StudyMeta, TrialRecord
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-DEFAULT_SAMPLER = "tpe"
+DEFAULT_SAMPLER = "gp"
+GP_STARTUP_TRIALS = 2  # chosen on seeds 0-15 of benchmarks/search_efficiency.py (2: 7 / 10.5, 3: 8.5 / 11 trials)
 SAMPLER_HELP = (
-    "tpe (default): models each categorical dimension directly, proposes from the first few trials on "
-    "(4 random start-up trials), learns from budget-rejected trials and keeps parallel workers apart "
-    "(constant liar); nsga2: a genetic algorithm that stays random for its whole first population (50); "
-    "gp: Gaussian process, strong on continuous dimensions, here mostly categorical ones, and slower per "
-    "trial; random: the baseline"
+    f"gp (default): Gaussian-process Bayesian optimisation (expected hypervolume improvement) from "
+    f"{GP_STARTUP_TRIALS} random start-up trials on; other workers' running trials enter its batch "
+    f"acquisition, so parallel workers spread out; it learns only from trained trials, so TPE proposes the "
+    f"trial after a rejected, stopped or failed one, and every trial once one is over the latency budget; "
+    f"about a second per proposal. tpe: Parzen estimators, 4 random start-up trials, learns from rejected "
+    f"trials, keeps parallel workers apart with a constant liar; nsga2: a genetic algorithm that stays "
+    f"random for its whole first population (50); random: the baseline"
 )
 
 # user attributes of the search's own bookkeeping (records.py's parser ignores them)
@@ -176,7 +180,8 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
 
 
 def make_sampler(name: str, seed: int | None, n_objectives: int = 2):
-    """The sampler for ``--sampler`` (see ``SAMPLER_HELP`` for why TPE is the default)."""
+    """The sampler for ``--sampler`` (``SAMPLER_HELP``; benchmarks/results/search_efficiency.md for why gp
+    is the default)."""
     import warnings
 
     import optuna
@@ -191,10 +196,89 @@ def make_sampler(name: str, seed: int | None, n_objectives: int = 2):
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=4)
+        return gp_with_fallback(seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+
+
+def gp_with_fallback(seed: int | None):
+    """``--sampler gp``: Optuna's GPSampler, with TPE (as ``--sampler tpe``) proposing where the GP cannot.
+
+    Optuna 5's GPSampler (optuna/samplers/_gp/sampler.py) fits only COMPLETE trials: a rejected (over the
+    latency budget, a repeat), early-stopped or failed trial never enters its model, so with the same data
+    it proposes the same candidate again, which is rejected again: a search that never ends (on the demo
+    space with a latency budget it got stuck at 200 rejections in a row in every seed tried). So TPE,
+    which learns from pruned and infeasible trials, proposes
+
+    - every trial once the study holds an infeasible one (the budget or the space's constraints rejected
+      a candidate): the GP's constraint model only ever sees feasible, trained trials;
+    - the next trial after one that ended other than complete (rejected, stopped early, failed).
+
+    Otherwise the GP proposes: expected hypervolume improvement, and, while other workers' trials are
+    RUNNING, its batch version (qLogEHVI) over their parameters, so parallel workers spread out. Not
+    ``deterministic_objective``: the real score is noisy.
+    """
+    return _gp_with_fallback_class()(seed)
+
+
+@functools.cache
+def _gp_with_fallback_class():
+    import optuna
+    from optuna.samplers import BaseSampler
+    from optuna.trial import TrialState
+
+    class GPWithFallback(BaseSampler):
+        def __init__(self, seed: int | None) -> None:
+            self.gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=GP_STARTUP_TRIALS)
+            # its own seed: with the GP's, TPE's random start-up would redraw the GP's first candidates
+            self.tpe = make_sampler("tpe", None if seed is None else (seed + 1) % 2**32)
+            self.last_pick = ""  # "gp" | "tpe": who proposed the latest trial's parameters
+            self._picks: dict[int, Any] = {}  # trial number -> the sampler proposing it
+
+        def _tpe_now(self, study) -> bool:
+            done = study._get_trials(deepcopy=False, use_cache=False,
+                                     states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+            if any(v > 0 for t in done for v in t.constraints.values()):
+                return True
+            return bool(done) and max(done, key=lambda t: t.number).state != TrialState.COMPLETE
+
+        def infer_relative_search_space(self, study, trial):
+            return self.gp.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            use = self.tpe if self._tpe_now(study) else self.gp
+            self.last_pick = "tpe" if use is self.tpe else "gp"
+            self._picks = {trial.number: use}  # this process's current trial (one at a time)
+            return use.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            use = self._picks.get(trial.number, self.gp)
+            return use.sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial) -> None:
+            self.gp.before_trial(study, trial)
+            self.tpe.before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            self.gp.after_trial(study, trial, state, values)
+            self.tpe.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.gp.reseed_rng()
+            self.tpe.reseed_rng()
+
+    GPWithFallback.__module__ = __name__
+    GPWithFallback.__qualname__ = "GPWithFallback"
+    globals()["GPWithFallback"] = GPWithFallback  # picklable by reference (optuna is imported lazily)
+    return GPWithFallback
+
+
+def __getattr__(name: str):
+    """``GPWithFallback`` on first use (unpickling in a fresh process), without importing optuna earlier."""
+    if name == "GPWithFallback":
+        return _gp_with_fallback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def process_seed(seed: int, study, shared: bool) -> int:
