@@ -58,3 +58,51 @@ def median_spread(xs: list[float]) -> tuple[float, float, float]:
 
 def mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def code_fingerprint(*packages: str) -> str:
+    """sha256 (12 hex) over the Python sources of ``packages`` (folders under the repository root):
+    a stored run is reused only while the code that produced it is unchanged."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for pkg in packages:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+class RunsFile:
+    """Finished runs of a long benchmark, one JSON line each, so that a killed benchmark resumes
+    where it stopped instead of starting over. A line is reused only when its ``key`` and ``code``
+    fingerprint both match the current job; anything else is ignored (and kept in the file)."""
+
+    def __init__(self, path: str | Path, code: str):
+        import json
+
+        self.path, self.code = Path(path), code
+        self.done: dict[str, dict] = {}
+        if self.path.exists():
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
+                try:
+                    rec = json.loads(line)
+                except ValueError:  # a line cut short by a kill: that run is simply done again
+                    print(f"{self.path}:{n}: unreadable line skipped (run again)", file=sys.stderr)
+                    continue
+                if rec.get("code") == code:
+                    self.done[rec["key"]] = rec
+
+    @staticmethod
+    def key(*parts) -> str:
+        return "/".join(str(p) for p in parts)
+
+    def add(self, key: str, rec: dict) -> dict:
+        import json
+
+        rec = {"made_at": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", **rec, "key": key, "code": self.code}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        self.done[key] = rec
+        return rec

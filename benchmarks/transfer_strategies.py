@@ -8,6 +8,11 @@ score, the gap between the largest and smallest candidate divided by the spread 
 The default search objective is the score with the largest separation.
 
     python benchmarks/transfer_strategies.py [--seeds 3] [--space demo] [--jobs 2] [--threads 1]
+
+Every finished run is appended to ``--runs-file`` (JSON lines; default
+benchmarks/results/transfer_strategies-runs.jsonl, committed with the table as the per-seed record).
+A killed benchmark rerun with the same settings reuses the runs made with the same training code
+(a fingerprint of nas/ and search_spaces/) and does only the missing ones.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ import multiprocessing
 import os
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._report import mean_std, write_result  # noqa: E402
+from benchmarks._report import RESULTS, RunsFile, code_fingerprint, mean_std, write_result  # noqa: E402
 
 
 SIZES = {  # candidates of clearly different capacity for part 2; "mid" is also part 1's candidate
@@ -74,6 +79,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                     help="worker processes (default: one per core), each with --threads torch threads")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs-file", default=str(RESULTS / "transfer_strategies-runs.jsonl"),
+                    help="finished runs, reused by a rerun with the same code and settings")
     args = ap.parse_args()
 
     from nas.distill import SCORES, STRATEGIES, DistillSettings
@@ -95,16 +102,22 @@ def main() -> int:
         # the most capable student without a teacher: is the teacher well above it?
         jobs += [("large", "none", seed) for seed in range(args.seeds)]
     # runs are independent: one process per core keeps both cores busy (a 2-thread run does not)
+    store = RunsFile(args.runs_file, code_fingerprint("nas", "search_spaces"))
+    keys = [store.key(args.space, teacher.hash, size, st, seed, f"{args.jobs}x{args.threads}")
+            for size, st, seed in jobs]
+    todo = [(k, j) for k, j in zip(keys, jobs) if k not in store.done]
+    reused_keys = set(keys) - {k for k, _ in todo}
+    if len(todo) < len(jobs):
+        print(f"reusing {len(jobs) - len(todo)} finished runs from {args.runs_file}", flush=True)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_run, args.space, size, st, seed, args.threads) for size, st, seed in jobs]
-        runs = []
-        for f in futures:
-            r = f.result()
-            runs.append(r)
+        futures = {pool.submit(_run, args.space, size, st, seed, args.threads): k for k, (size, st, seed) in todo}
+        for f in as_completed(futures):  # stored as each finishes: a kill loses only the runs in flight
+            r = store.add(futures[f], f.result())
             print(f"{r['size']} {r['strategy']} seed {r['seed']}: {r['scores']} train {r['train_s']:.0f} s, "
                   f"cpu {r['cpu_s']:.0f} s", flush=True)
-    data = runs[0]["data"]
+    runs = [store.done[k] for k in keys]
+    data = next(r["data"] for r in runs if r.get("data"))
 
     def of(size: str, st: str) -> list[dict]:
         return [r for r in runs if r["size"] == size and r["strategy"] == st]
@@ -150,6 +163,13 @@ def main() -> int:
         alone = mean_std([r["scores"]["mlm_accuracy"] for r in of("large", "none")])
         body += (f"\nThe large candidate trained without a teacher on the same budget: mlm_accuracy "
                  f"{alone[0]:.4f} ± {alone[1]:.4f}; the teacher: {teacher.meta['heldout']['mlm_accuracy']:.4f}.\n")
+    reused = [r for r in runs if r["key"] in reused_keys]
+    if reused:
+        made = sorted(r["made_at"] for r in reused)
+        notes = "".join(sorted({f" ({r['recovered_from']})" for r in reused if r.get("recovered_from")}))
+        body += (f"\n{len(reused)} of the {len(runs)} runs were reused from `{os.path.relpath(args.runs_file)}`: made "
+                 f"{made[0]} to {made[-1]} with the same code (fingerprint {store.code}) and settings{notes}; their "
+                 "train s are from then.\n")
     write_result("transfer_strategies", "Knowledge-transfer strategies and score separation", body)
     return 0
 
