@@ -102,14 +102,29 @@ def _blocks(model):
 
 
 def _forward_upto(model, input_ids: torch.Tensor, upto: int) -> list[torch.Tensor]:
-    """Embeddings and blocks 0..upto; returns each block's output (B, T, H). No attention mask:
-    transfer windows are full length."""
-    h = model.mobilebert.embeddings(input_ids=input_ids)
-    outs = []
-    for layer in _blocks(model)[: upto + 1]:
-        h = layer(h, None)
-        outs.append(h)
-    return outs
+    """Embeddings and blocks 0..upto for layer-wise transfer; returns each block's output (B, T, H).
+    No attention mask: transfer windows are full length.
+
+    Attention dropout is off for this pass (other stages keep the config's): transformers' eager
+    attention hands out its probabilities *after* dropout, zeros where dropped and the rest scaled
+    by 1 / (1 - p), and the attention-transfer KL needs distributions. With dropout on, every
+    dropped key added -t * log(1e-9) to the loss and the kept ones were pulled to (1 - p) times
+    the teacher's (the teacher's maps are taken in eval mode).
+    """
+    drops = [layer.attention.self.dropout for layer in _blocks(model)[: upto + 1]]
+    rates = [d.p for d in drops]
+    for d in drops:
+        d.p = 0.0
+    try:
+        h = model.mobilebert.embeddings(input_ids=input_ids)
+        outs = []
+        for layer in _blocks(model)[: upto + 1]:
+            h = layer(h, None)
+            outs.append(h)
+        return outs
+    finally:
+        for d, p in zip(drops, rates):
+            d.p = p
 
 
 def _check(loss: torch.Tensor, where: str) -> None:

@@ -145,3 +145,22 @@ def test_block_fidelity_reads_the_blocks(teacher):
     assert trained.scores["block_fidelity"] > cached.block_fidelity + 0.2, (trained.scores, cached)
     # the no-teacher baseline is scored too (its blocks never saw the teacher)
     assert "block_fidelity" in distill_candidate(c, teacher, s.replace(strategy="none")).scores
+
+
+def test_transfer_attention_maps_are_distributions(teacher):
+    """Layer-wise transfer compares attention *distributions*: in training mode (dropout 0.1 in the
+    config) the maps it reads sum to 1 over the keys with no dropped zeros, and the stages after
+    it still train with the config's attention dropout."""
+    import torch
+
+    from nas.distill.train import _forward_upto, init_student
+
+    c = load_space("smoke").sample(1, seed=1)[0]
+    student = init_student(c, teacher, from_teacher=True, seed=0).train()
+    assert student.config.attention_probs_dropout_prob > 0
+    ids = torch.randint(1000, 2000, (4, c.seq_len))
+    _forward_upto(student, ids, c.num_layers - 1)
+    for maps in student._mbnas_attn:  # (B, heads, T, T)
+        assert torch.allclose(maps.sum(-1), torch.ones(()), atol=1e-5) and bool((maps > 0).all())
+    student.mobilebert(input_ids=ids)  # an ordinary training forward: dropout is back
+    assert any(bool((maps == 0).any()) for maps in student._mbnas_attn)
