@@ -39,6 +39,44 @@ def matmul_ceiling(threads: int, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
+def gemm_shapes(c, batch: int, n_masked: int, vocab: int, train: bool, heads: tuple[int, ...] = ()) -> list[tuple]:
+    """The matmuls of one step as (count, batch, m, k, n): the encoder's (``nas.ops``) at ``batch``
+    sequences, then an MLM head of width h at the masked positions for each h in ``heads``; a
+    training step adds the two backward products of each (input and weight gradients: same FLOPs).
+    The last head is the teacher's in distillation: forward only."""
+    from nas.ops import list_ops
+
+    out = []
+    for op in list_ops(c):
+        if op.kind == "matmul" and op.macs:  # a linear on (batch * seq, k)
+            fwd = (op.repeat, 1, batch * op.m, op.k, op.n)
+        elif op.kind == "attention" and op.macs:  # (batch * heads) x [m, k] @ [k, n]
+            fwd = (op.repeat, batch * op.batch, op.m, op.k, op.n)
+        else:
+            continue
+        r, b, m, k, n = fwd
+        out += [fwd] + ([(r, b, m, n, k), (r, b, k, m, n)] if train else [])
+    for i, h in enumerate(heads):
+        student = i == 0
+        out += [(1, 1, n_masked, h, vocab)] + ([(1, 1, n_masked, vocab, h), (1, 1, h, n_masked, vocab)]
+                                               if train and student else [])
+    return out
+
+
+def gemms_alone(shapes: list[tuple], repeats: int = 5) -> tuple[float, float]:
+    """(seconds, FLOPs) of running the step's matmuls back to back and nothing else: what a step
+    would reach if all its other work cost nothing (medians over repeats, fresh operands)."""
+    import torch
+
+    total_s = total_f = 0.0
+    for r, b, m, k, n in shapes:
+        a, w = torch.randn(b, m, k), torch.randn(b, k, n)
+        fn = (lambda: torch.mm(a[0], w[0])) if b == 1 else (lambda: torch.bmm(a, w))
+        total_s += r * statistics.median(timed(fn, repeats))
+        total_f += r * 2 * b * m * k * n
+    return total_s, total_f
+
+
 def timed(fn, repeats: int) -> list[float]:
     fn()  # warm-up
     out = []
@@ -107,22 +145,33 @@ def main() -> int:
             stage.step(T._mlm_step_loss(student, cache, 0, "cpu"), "masked-LM")
 
         enc = count(cand).flops * bs
-        cases = (("teacher forward", teacher.candidate, teacher_forward, count(teacher.candidate).flops * bs),
-                 ("student layer-transfer step", cand, layer_step, 3 * enc),
-                 ("student distillation step", cand, pd_step, 3 * (enc + 2 * n_masked * head_macs) + 2 * n_masked * head_macs),
-                 ("student masked-LM step", cand, mlm_step, 3 * (enc + 2 * n_masked * head_macs)))
-        for role, c, step, flops in cases:
+        Ht = teacher.candidate.hidden_size
+        cases = (("teacher forward", teacher.candidate, teacher_forward, count(teacher.candidate).flops * bs,
+                  gemm_shapes(teacher.candidate, bs, n_masked, V, train=False)),
+                 ("student layer-transfer step", cand, layer_step, 3 * enc, gemm_shapes(cand, bs, n_masked, V, True)),
+                 ("student distillation step", cand, pd_step, 3 * (enc + 2 * n_masked * head_macs) + 2 * n_masked * head_macs,
+                  gemm_shapes(cand, bs, n_masked, V, True, heads=(H, Ht))),
+                 ("student masked-LM step", cand, mlm_step, 3 * (enc + 2 * n_masked * head_macs),
+                  gemm_shapes(cand, bs, n_masked, V, True, heads=(H,))))
+        for role, c, step, flops, shapes in cases:
             times = timed(step, args.repeats)
             med, lo, hi = median_spread(times)
             gflops = flops / med / 1e9
+            alone_s, alone_f = gemms_alone(shapes)
+            alone = alone_f / alone_s / 1e9
             rows.append([role, c.label, threads, f"{bs}x{c.seq_len}", f"{bs * c.seq_len / med:,.0f}",
                          f"{med * 1e3:.0f} ({lo * 1e3:.0f}-{hi * 1e3:.0f})", f"{gflops:.1f}", f"{ceiling:.0f}",
-                         f"{gflops / ceiling:.0%}"])
+                         f"{gflops / ceiling:.0%}", f"{alone_s * 1e3:.0f}", f"{alone / ceiling:.0%}"])
             print(rows[-1], flush=True)
     body = ("Median of {r} steps after one warm-up (min-max in brackets); {m} masked positions per batch. "
             "Ceiling: fp32 2048^3 matmul on the same threads, measured in the same run. Allocator: {a}.\n\n"
             ).format(r=args.repeats, m=n_masked, a=allocator) + markdown_table(
-        ["what", "model", "threads", "batch", "tokens/s", "ms/step", "GFLOP/s", "ceiling GFLOP/s", "of ceiling"], rows)
+        ["what", "model", "threads", "batch", "tokens/s", "ms/step", "GFLOP/s", "ceiling GFLOP/s", "of ceiling",
+         "matmuls alone ms", "matmuls alone, of ceiling"], rows) + (
+        "\n\nmatmuls alone: the same step's matrix products (the encoder's linears and attention products at "
+        "this batch, the MLM heads at the masked positions; forward, input- and weight-gradient products of each "
+        "trained one) timed back to back with nothing else, so the share of the ceiling those shapes allow at "
+        "best; the gap to \"of ceiling\" is everything that is not a matrix product.")
     write_result("train_throughput", "Training throughput", body)
     return 0
 
