@@ -57,9 +57,9 @@ def gemm_shapes(c, batch: int, n_masked: int, vocab: int, train: bool, heads: tu
         r, b, m, k, n = fwd
         out += [fwd] + ([(r, b, m, n, k), (r, b, k, m, n)] if train else [])
     for i, h in enumerate(heads):
-        student = i == 0
+        trained = train and i == 0  # the student's head; a second one is the teacher's, forward only
         out += [(1, 1, n_masked, h, vocab)] + ([(1, 1, n_masked, vocab, h), (1, 1, h, n_masked, vocab)]
-                                               if train and student else [])
+                                               if trained else [])
     return out
 
 
@@ -144,13 +144,12 @@ def main() -> int:
         def mlm_step():
             stage.step(T._mlm_step_loss(student, cache, 0, "cpu"), "masked-LM")
 
-        enc = count(cand).flops * bs
-        Ht = teacher.candidate.hidden_size
+        enc = count(cand).flops * bs  # teacher and student share the space's hidden width H (their MLM heads)
         cases = (("teacher forward", teacher.candidate, teacher_forward, count(teacher.candidate).flops * bs,
                   gemm_shapes(teacher.candidate, bs, n_masked, V, train=False)),
                  ("student layer-transfer step", cand, layer_step, 3 * enc, gemm_shapes(cand, bs, n_masked, V, True)),
                  ("student distillation step", cand, pd_step, 3 * (enc + 2 * n_masked * head_macs) + 2 * n_masked * head_macs,
-                  gemm_shapes(cand, bs, n_masked, V, True, heads=(H, Ht))),
+                  gemm_shapes(cand, bs, n_masked, V, True, heads=(H, H))),
                  ("student masked-LM step", cand, mlm_step, 3 * (enc + 2 * n_masked * head_macs),
                   gemm_shapes(cand, bs, n_masked, V, True, heads=(H,))))
         for role, c, step, flops, shapes in cases:

@@ -107,8 +107,8 @@ def main() -> int:
             for size, st, seed in jobs]
     todo = [(k, j) for k, j in zip(keys, jobs) if k not in store.done]
     reused_keys = set(keys) - {k for k, _ in todo}
-    if len(todo) < len(jobs):
-        print(f"reusing {len(jobs) - len(todo)} finished runs from {args.runs_file}", flush=True)
+    if reused_keys:
+        print(f"reusing {len(reused_keys)} finished runs from {args.runs_file}", flush=True)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
         futures = {pool.submit(_run, args.space, size, st, seed, args.threads): k for k, (size, st, seed) in todo}
@@ -117,7 +117,8 @@ def main() -> int:
             print(f"{r['size']} {r['strategy']} seed {r['seed']}: {r['scores']} train {r['train_s']:.0f} s, "
                   f"cpu {r['cpu_s']:.0f} s", flush=True)
     runs = [store.done[k] for k in keys]
-    data = next(r["data"] for r in runs if r.get("data"))
+    # runs recovered from a log carry no data description; every run scores on the same held-out split
+    data = next((r["data"] for r in runs if r.get("data")), "held-out split (not recorded by the reused runs)")
 
     def of(size: str, st: str) -> list[dict]:
         return [r for r in runs if r["size"] == size and r["strategy"] == st]

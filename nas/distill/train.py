@@ -111,14 +111,15 @@ def _forward_upto(model, input_ids: torch.Tensor, upto: int) -> list[torch.Tenso
     dropped key added -t * log(1e-9) to the loss and the kept ones were pulled to (1 - p) times
     the teacher's (the teacher's maps are taken in eval mode).
     """
-    drops = [layer.attention.self.dropout for layer in _blocks(model)[: upto + 1]]
+    blocks = _blocks(model)[: upto + 1]
+    drops = [layer.attention.self.dropout for layer in blocks]
     rates = [d.p for d in drops]
     for d in drops:
         d.p = 0.0
     try:
         h = model.mobilebert.embeddings(input_ids=input_ids)
         outs = []
-        for layer in _blocks(model)[: upto + 1]:
+        for layer in blocks:
             h = layer(h, None)
             outs.append(h)
         return outs
