@@ -1,7 +1,7 @@
 """What a search stores in its Optuna study: the only results store.
 
 The search writes one ``TrialRecord`` per trial as Optuna user attributes and one ``StudyMeta`` as
-study user attributes; the dashboard and export read them back through ``from_trial`` /
+one study user attribute (``META_ATTR``); the dashboard and export read them back through ``from_trial`` /
 ``StudyMeta.from_study``. Keeping both directions here means the writer and the readers can
 never drift apart.
 
@@ -36,6 +36,10 @@ def describe_score(name: str) -> str:
     """``name (what it means)``, or just ``name`` for a score this version does not know."""
     return f"{name} ({SCORE_MEANINGS[name]})" if name in SCORE_MEANINGS else name
 _PREFIX = "mbnas."
+# The whole StudyMeta in one attribute: one storage write, so a worker that opens the study while
+# another creates it sees all of the settings or none (one attribute per field let a second worker
+# read ``space`` before ``reference_point`` existed).
+META_ATTR = _PREFIX + "study"
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,10 @@ class TrialRecord:
     failure: str | None = None
 
     def to_user_attrs(self) -> dict[str, Any]:
+        """One attribute per field, ``candidate`` last: written in this order, a reader in another
+        worker (repeat check, dashboard) sees a whole record or none (``from_user_attrs`` -> None)."""
         d = dataclasses.asdict(self)
+        del d["candidate"]
         d["candidate"] = self.candidate.to_dict()
         return {_PREFIX + k: v for k, v in d.items()}
 
@@ -117,14 +124,20 @@ class StudyMeta:
     distill_options: dict[str, Any] = field(default_factory=dict)
 
     def to_user_attrs(self) -> dict[str, Any]:
-        return {_PREFIX + k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        return {META_ATTR: d}
 
     @classmethod
     def from_study(cls, study: Any) -> "StudyMeta | None":
-        d = {k[len(_PREFIX):]: v for k, v in study.user_attrs.items() if k.startswith(_PREFIX)}
+        """``None`` when the study holds no settings (not created by ``mbnas search``, or not yet)."""
+        attrs = study.user_attrs
+        if META_ATTR in attrs:
+            d = dict(attrs[META_ATTR])
+        else:  # studies written before META_ATTR: one attribute per field
+            d = {k[len(_PREFIX):]: v for k, v in attrs.items() if k.startswith(_PREFIX)}
+            if "space" not in d:
+                return None
         names = {f.name for f in dataclasses.fields(cls)}
-        if "space" not in d:
-            return None
         d = {k: v for k, v in d.items() if k in names}
         d["reference_point"] = tuple(d["reference_point"])
         return cls(**d)

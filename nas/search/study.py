@@ -159,7 +159,12 @@ _DEFINING = ("strategy", "objective", "score_name", "latency_profile", "latency_
 
 
 def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
-    """Create the study with ``meta``, or load it and check that ``meta`` agrees with what it holds."""
+    """Create the study with ``meta``, or load it and check that ``meta`` agrees with what it holds.
+
+    Several workers may run this at once on one storage (the same command on two machines): the
+    settings go in as one attribute, and every worker checks what the storage holds afterwards, so
+    two workers started with different settings cannot both go on.
+    """
     import optuna
 
     study = optuna.create_study(storage=storage, study_name=name, directions=list(DIRECTIONS),
@@ -168,7 +173,7 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
     if old is None:
         for k, v in meta.to_user_attrs().items():
             study.set_user_attr(k, v)
-        return study, meta
+        old = StudyMeta.from_study(study)  # study user attributes are read from the storage, not cached
     diffs = [f"{k} {getattr(old, k)!r} (now {getattr(meta, k)!r})" for k in _DEFINING
              if getattr(old, k) != getattr(meta, k)]
     if old.space.get("name") != meta.space.get("name") or old.space != meta.space:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nas.errors import UserError
-from nas.records import StudyMeta
+from nas.records import META_ATTR, StudyMeta
 
 
 def _meta(**changes) -> StudyMeta:
@@ -72,11 +72,59 @@ def test_studies_from_before_distill_options_still_resume(storage):
     from nas.search.study import create_or_check
 
     study = optuna.create_study(storage=storage, study_name="old", directions=list(DIRECTIONS))
-    for k, v in _meta().to_user_attrs().items():
-        if k != "mbnas.distill_options":  # an older version did not record it
-            study.set_user_attr(k, v)
+    # older versions wrote one attribute per field, and before that no distill_options
+    for k, v in _meta().to_user_attrs()[META_ATTR].items():
+        if k != "distill_options":
+            study.set_user_attr("mbnas." + k, v)
     _, meta = create_or_check(storage, "old", _meta())
-    assert meta.distill_options == {}
+    assert meta == _meta()
+    with pytest.raises(UserError, match="created with strategy"):
+        create_or_check(storage, "old", _meta(strategy="joint"))
+
+
+class _InterleavingStorage:
+    """A storage that lets a second worker open the study right after the first one's first write."""
+
+    def __init__(self, inner, second_worker):
+        self._inner, self._second, self.seen = inner, second_worker, []
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def set_study_user_attr(self, study_id, key, value):
+        self._inner.set_study_user_attr(study_id, key, value)
+        if self._second is not None:
+            second, self._second = self._second, None
+            self.seen.append(second())
+
+
+def test_a_worker_opening_a_study_while_another_creates_it_sees_all_settings_or_none(storage):
+    """The CI failure of two PostgreSQL workers: the second read ``space`` before ``reference_point``."""
+    from nas.search.study import create_or_check
+
+    racing = _InterleavingStorage(storage, lambda: create_or_check(storage, "race", _meta())[1])
+    _, first = create_or_check(racing, "race", _meta())
+    assert racing.seen == [_meta()] and first == _meta()
+
+
+def test_two_workers_creating_one_study_with_different_settings_cannot_both_go_on(storage):
+    import optuna
+
+    from nas.records import DIRECTIONS
+    from nas.search.study import create_or_check
+
+    # both found the study without settings; the second worker's write lands right after the first's
+    study = optuna.create_study(storage=storage, study_name="s", directions=list(DIRECTIONS))
+
+    def second_writes():
+        for k, v in _meta(strategy="joint").to_user_attrs().items():
+            study.set_user_attr(k, v)
+
+    racing = _InterleavingStorage(storage, second_writes)
+    with pytest.raises(UserError, match="created with strategy 'joint' \\(now 'progressive'\\)"):
+        create_or_check(racing, "s", _meta())
+    _, meta = create_or_check(storage, "s", _meta(strategy="joint"))  # the second one goes on
+    assert meta.strategy == "joint"
 
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
@@ -121,3 +169,17 @@ def test_samplers_survive_every_outcome(name):
         else:
             study.tell(trial, [c.num_ffn / 10 + i / 100, float(c.intra_size)])
     assert len(study.trials) == n
+
+
+def test_a_trial_record_written_attribute_by_attribute_reads_whole_or_not_at_all():
+    """Another worker's repeat check reads records while their trials are being written."""
+    from nas.records import TrialRecord
+    from search_spaces import load_space
+
+    cand = load_space("smoke").build(intra_size=8, num_ffn=1, mha_ffn_ratio=0.5, norm="no_norm", act="relu",
+                                     attention="shared_qk")
+    rec = TrialRecord(candidate=cand, params=1, flops=2, latency_ms=1.0, strategy="progressive", teacher_hash="x")
+    attrs = list(rec.to_user_attrs().items())
+    for n in range(len(attrs)):  # every point the writer can be interrupted at
+        assert TrialRecord.from_user_attrs(dict(attrs[:n])) is None
+    assert TrialRecord.from_user_attrs(dict(attrs)) == rec
