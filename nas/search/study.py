@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 import socket
 import threading
@@ -347,8 +346,9 @@ class Liveness:
         self._thread.start()
 
     def claim(self, trial: Any) -> None:
-        trial.set_user_attr(WORKER_ATTR, self.identity)
+        # heartbeat first: another worker's recover_interrupted must never see a worker without one
         trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+        trial.set_user_attr(WORKER_ATTR, self.identity)
         with self._lock:
             self._trials[trial.number] = trial
 
@@ -384,20 +384,19 @@ def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get(WORKER_ATTR)
         beat = t.user_attrs.get(HEARTBEAT_ATTR)
-        if worker is None:  # killed between ask() and claim(): judge by its age
-            started = t.datetime_start.timestamp() if t.datetime_start else now
+        started = t.datetime_start.timestamp() if t.datetime_start else now
+        if worker is None:  # between ask() and claim(), or killed there: judge by its age
             silent = now - started
             alive, who = silent < grace_s, "an unknown worker"
         else:
-            silent = now - float(beat) if beat is not None else math.inf
+            silent = now - float(beat if beat is not None else started)
             alive = _worker_alive(worker)
             who = f"worker {worker.get('host')} pid {worker.get('pid')}"
             if alive is None:
                 alive = silent < grace_s
         if alive:
             continue
-        when = f"{silent:.0f} s ago" if math.isfinite(silent) else "never"
-        reason = (f"{INTERRUPTED}{who} died while this trial ran (last heartbeat {when}); "
+        reason = (f"{INTERRUPTED}{who} died while this trial ran (last sign of life {silent:.0f} s ago); "
                   f"completed trials are kept and the search goes on without it")
         try:
             # the reason first: a finished trial's attributes can no longer be written

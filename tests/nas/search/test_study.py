@@ -46,6 +46,10 @@ def test_dead_workers_trials_are_marked_interrupted(storage):
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.FAIL, TrialState.RUNNING]
     assert [outcome_of(t) for t in study.trials] == ["interrupted", "running", "interrupted", "running"]
     assert "other-host" in study.trials[2].user_attrs["mbnas.failure"]
+    # claimed on another host a moment ago, its first heartbeat not written yet: alive
+    fresh = study.ask()
+    fresh.set_user_attr(WORKER_ATTR, elsewhere)
+    assert recover_interrupted(study, storage) == []
 
 
 def test_resuming_with_other_settings_is_refused(storage):
