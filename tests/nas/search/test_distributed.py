@@ -209,6 +209,37 @@ def postgres():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_workers_opening_one_new_postgresql_study_at_once_agree_on_its_settings(postgres):
+    """What failed in CI once: a worker read the study's settings while another was writing them."""
+    import threading
+
+    from nas.records import StudyMeta
+    from nas.search.study import create_or_check, open_storage
+
+    meta = StudyMeta(space={"name": "smoke"}, strategy="progressive", objective="mlm", score_name="block_fidelity",
+                     score_data="held-out", latency_profile="pixel4-cpu-tflite", latency_error="5%",
+                     teacher_hash="abc", reference_point=(0.0, 10.0))
+    workers, studies = 6, 8
+    storages = [open_storage(postgres) for _ in range(workers)]  # one connection pool per "machine"
+    results: list = []
+    for k in range(studies):
+        barrier = threading.Barrier(workers)
+
+        def start(storage, name=f"race-{k}"):
+            barrier.wait()
+            try:
+                results.append(create_or_check(storage, name, meta)[1])
+            except Exception as exc:  # noqa: BLE001 - reported below
+                results.append(exc)
+
+        threads = [threading.Thread(target=start, args=(st,)) for st in storages]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert results == [meta] * (workers * studies)
+
+
 def test_two_workers_share_one_postgresql_study(postgres, mbnas_argv, smoke_search, load_study, tmp_path):
     from nas.search import outcome_of
     from nas.search.study import WORKER_ATTR
