@@ -1,6 +1,6 @@
 """Synthetic studies for the dashboard's tests and scale benchmark.
 
-The study is written exactly as a search writes one (``StudyMeta`` as study user attributes, one
+The study is written exactly as a search writes one (``StudyMeta`` as one study user attribute, one
 ``TrialRecord`` per trial as trial user attributes, objective values ``(score, latency_ms)``), and
 the candidates, parameter and FLOP counts are real (``search_spaces`` + ``nas.ops.count``). Only the
 **scores are made up** (a smooth function of size plus noise), and so are the timestamps; the study
