@@ -131,6 +131,5 @@ def write_synthetic_study(storage: str, study_name: str, n_trials: int, *, space
                      latency_error=str(err), teacher_hash="synthetic",
                      reference_point=(0.0, float(max(lat_all)) * 1.1), latency_budget_ms=latency_budget_ms,
                      run_dir=None, seed=seed)
-    for k_, v in meta.to_user_attrs().items():
-        study.set_user_attr(k_, v)
+    meta.save(study)
     return study

@@ -1,8 +1,8 @@
 """What a search stores in its Optuna study: the only results store.
 
 The search writes one ``TrialRecord`` per trial as Optuna user attributes and one ``StudyMeta`` as
-one study user attribute (``META_ATTR``); the dashboard and export read them back through ``from_trial`` /
-``StudyMeta.from_study``. Keeping both directions here means the writer and the readers can
+one study user attribute (``StudyMeta.save``, ``META_ATTR``); the dashboard and export read them
+back through ``from_trial`` / ``StudyMeta.from_study``. Keeping both directions here means the writer and the readers can
 never drift apart.
 
 Objective values of a complete trial, in this order (``OBJECTIVES``):
@@ -123,9 +123,13 @@ class StudyMeta:
     seed: int | None = None
     distill_options: dict[str, Any] = field(default_factory=dict)
 
-    def to_user_attrs(self) -> dict[str, Any]:
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-        return {META_ATTR: d}
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON values (what ``META_ATTR`` holds)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def save(self, study: Any) -> None:
+        """Store the settings in ``study``: one attribute, one storage write (see ``META_ATTR``)."""
+        study.set_user_attr(META_ATTR, self.to_dict())
 
     @classmethod
     def from_study(cls, study: Any) -> "StudyMeta | None":

@@ -194,8 +194,7 @@ def settle_score_meta(study, meta: StudyMeta, score_name: str | None, score_data
     if not changes:
         return meta
     meta = dataclasses.replace(meta, **changes)
-    for k, v in meta.to_user_attrs().items():
-        study.set_user_attr(k, v)
+    meta.save(study)
     return meta
 
 

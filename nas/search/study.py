@@ -170,8 +170,7 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
                                 sampler=sampler, load_if_exists=True)
     old = StudyMeta.from_study(study)
     if old is None:
-        for k, v in meta.to_user_attrs().items():
-            study.set_user_attr(k, v)
+        meta.save(study)
         old = StudyMeta.from_study(study)  # study user attributes are read from the storage, not cached
     diffs = [f"{k} {getattr(old, k)!r} (now {getattr(meta, k)!r})" for k in _DEFINING
              if getattr(old, k) != getattr(meta, k)]

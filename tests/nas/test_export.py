@@ -123,8 +123,7 @@ def _fake_study(points):
     meta = StudyMeta(space=space.to_dict(), strategy="progressive", objective="mlm", score_name="mlm_accuracy",
                      score_data="d", latency_profile="p", latency_error="e", teacher_hash="t",
                      reference_point=(0.0, 10.0))
-    for k, v in meta.to_user_attrs().items():
-        study.set_user_attr(k, v)
+    meta.save(study)
     for i, (s, t) in enumerate(points):
         rec = TrialRecord(candidate=c, params=1, flops=1, latency_ms=t, score=s, weights=f"trial-{i:04d}/m")
         study.add_trial(optuna.trial.create_trial(values=[s, t], user_attrs=rec.to_user_attrs()))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nas.errors import UserError
-from nas.records import META_ATTR, StudyMeta
+from nas.records import StudyMeta
 
 
 def _meta(**changes) -> StudyMeta:
@@ -77,7 +77,7 @@ def test_studies_from_before_distill_options_still_resume(storage):
 
     study = optuna.create_study(storage=storage, study_name="old", directions=list(DIRECTIONS))
     # older versions wrote one attribute per field, and before that no distill_options
-    for k, v in _meta().to_user_attrs()[META_ATTR].items():
+    for k, v in _meta().to_dict().items():
         if k != "distill_options":
             study.set_user_attr("mbnas." + k, v)
     _, meta = create_or_check(storage, "old", _meta())
@@ -121,8 +121,7 @@ def test_two_workers_creating_one_study_with_different_settings_cannot_both_go_o
     study = optuna.create_study(storage=storage, study_name="s", directions=list(DIRECTIONS))
 
     def second_writes():
-        for k, v in _meta(strategy="joint").to_user_attrs().items():
-            study.set_user_attr(k, v)
+        _meta(strategy="joint").save(study)
 
     racing = _InterleavingStorage(storage, second_writes)
     with pytest.raises(UserError, match="created with strategy 'joint' \\(now 'progressive'\\)"):
