@@ -89,21 +89,23 @@ def counts_toward_budget(trial: Any) -> bool:
 # ------------------------------------------------------------------------------------------------
 # storage and study
 def _rdb_storage(optuna, url: str, kwargs: dict[str, Any], tries: int = 5):
-    """``RDBStorage(url)``, retried when several workers create a fresh database's schema at once.
+    """``RDBStorage(url)``, retried when several processes create a fresh database's schema at once.
 
-    Optuna creates its tables on first use; two workers starting together on an empty PostgreSQL
-    database race on that (one of them gets an ``IntegrityError`` such as a duplicate
-    ``pg_type`` row). Once the other worker has created the schema, a retry simply finds it.
+    Optuna creates its tables on first use. Two workers (or a worker and the dashboard, or a
+    ``--jobs 2`` pair) opening an empty database together race on that: on PostgreSQL one gets an
+    ``IntegrityError`` (a duplicate ``pg_type`` row), on SQLite an ``OperationalError`` "table
+    studies already exists". Once the other process has created the schema, a retry finds it.
     """
     import time
 
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(tries):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        except (IntegrityError, ProgrammingError):
-            if attempt == tries - 1:
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            lost_race = not isinstance(exc, OperationalError) or "already exists" in str(exc)
+            if not lost_race or attempt == tries - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
 
