@@ -27,6 +27,7 @@ import pandas as pd
 
 from nas.errors import UserError
 from nas.records import StudyMeta, TrialRecord
+from nas.search.study import require_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 # study profile option in the device-profile switch: the latencies recorded by the search itself
@@ -48,14 +49,6 @@ COLOUR_BY = {
 
 # ------------------------------------------------------------------------------------------------
 # storage
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL (``None`` for other backends or in-memory)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
-
-
 @dataclass(frozen=True)
 class Storage:
     """An opened study storage.
@@ -79,10 +72,7 @@ def open_storage(url: str) -> Storage:
 
     from dashboard import fast_read
 
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():
-        raise UserError(f"no study storage at {url} (file {path.resolve()} does not exist): run 'mbnas search' "
-                        f"first, or pass --storage")
+    require_sqlite_file(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         rdb = optuna.storages.RDBStorage(url, skip_table_creation=True)  # read only: never create tables

@@ -31,7 +31,7 @@ def streamlit_command(storage: str, study: str | None, host: str, port: int, ref
     import sys
     from pathlib import Path
 
-    from dashboard.data import sqlite_path
+    from nas.search.study import sqlite_path
 
     path = sqlite_path(storage)
     if path is not None and not path.is_absolute():
@@ -58,7 +58,7 @@ def cmd_dashboard(args) -> int:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     if args.refresh < 0:
         raise UserError(f"--refresh must be >= 0 seconds (0: off), got {args.refresh:g}")
-    from dashboard.data import sqlite_path
+    from nas.search.study import sqlite_path
 
     cmd = streamlit_command(args.storage, args.study, args.host, args.port, args.refresh)
     path = sqlite_path(args.storage)

@@ -43,7 +43,7 @@ def cmd_export(args) -> int:
         from nas.search.study import load_study, open_storage
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = load_study(open_storage(args.storage), args.study)
+        study = load_study(open_storage(args.storage, must_exist=True), args.study)
         res = export_trial(study, args.out, trial=args.trial, pick=args.pick, under_ms=args.under_ms,
                            tflite=args.tflite, storage_url=args.storage)
     print(f"exported {res.description}")

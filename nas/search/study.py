@@ -110,14 +110,35 @@ def _rdb_storage(optuna, url: str, kwargs: dict[str, Any], tries: int = 5):
             time.sleep(0.5 * (attempt + 1))
 
 
-def open_storage(url: str):
-    """An Optuna ``RDBStorage`` for ``url``; a SQLite file's folder is created."""
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (``None`` for other backends or in-memory)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def require_sqlite_file(url: str) -> None:
+    """Readers (export, the dashboard) refuse a SQLite URL whose file is missing instead of creating
+    an empty database there: a typo in ``--storage`` gets one line, not a stray file."""
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise UserError(f"no study storage at {url} (file {path.resolve()} does not exist): run 'mbnas search' "
+                        f"first, or pass --storage")
+
+
+def open_storage(url: str, *, must_exist: bool = False):
+    """An Optuna ``RDBStorage`` for ``url``; a SQLite file's folder is created unless ``must_exist``
+    (then a missing SQLite file is a ``UserError``: see ``require_sqlite_file``)."""
     import optuna
 
     kwargs: dict[str, Any] = {}
+    if must_exist:
+        require_sqlite_file(url)
     if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         # writes from the heartbeat thread and a second local process wait instead of failing
         kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith(("postgresql", "mysql")):
@@ -137,8 +158,9 @@ def open_storage(url: str):
 
 def default_run_dir(storage_url: str, study_name: str) -> Path:
     """Where trained students go: next to a SQLite file, else ``runs/<study>`` under the cwd."""
-    if storage_url.startswith("sqlite:///"):
-        return (Path(storage_url[len("sqlite:///"):]).parent / study_name).resolve()
+    path = sqlite_path(storage_url)
+    if path is not None:
+        return (path.parent / study_name).resolve()
     return (Path("runs") / study_name).resolve()
 
 

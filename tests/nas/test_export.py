@@ -93,6 +93,9 @@ def test_export_cli(searched, tmp_path):
 
     with pytest.raises(UserError, match="no study 'nope' in the storage .studies there: smoke-progressive-mlm"):
         load_study(open_storage(storage), "nope")
+    p = run("--study", "smoke-progressive-mlm", "--storage", "sqlite:///typo/mbnas.db", "--out", "x")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr  # one line, and nothing created:
+    assert "no study storage at sqlite:///typo/mbnas.db" in p.stderr and not (tmp_path / "typo").exists()
 
 
 @pytest.mark.parametrize("name", ["mobilebert", "mobilebert-tiny", "bert-base"])
