@@ -188,32 +188,31 @@ def test_a_trial_record_written_attribute_by_attribute_reads_whole_or_not_at_all
     assert TrialRecord.from_user_attrs(dict(attrs)) == rec
 
 
-def _open_at_once(url, barrier, results):
-    from nas.search.study import open_storage
-
-    barrier.wait()
+_OPEN_AT = """
+import sys, time
+from nas.search.study import open_storage
+start, urls = float(sys.argv[1]), sys.argv[2:]
+for k, url in enumerate(urls):
+    while time.time() < start + k:  # every process opens file k at the same moment
+        pass
     try:
         open_storage(url)
-        results.put("ok")
-    except Exception as exc:  # noqa: BLE001 - reported by the test
-        results.put(f"{type(exc).__name__}: {exc}")
+        print("ok", flush=True)
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}", flush=True)
+"""
 
 
 def test_processes_opening_one_fresh_sqlite_file_at_once_all_get_the_storage(tmp_path):
     """What failed in CI once: a search and a reader created a new SQLite file's tables together and
-    one died with "table studies already exists" (a ``--jobs 2`` pair or the dashboard can do the same).
-    Before the fix 8 of 10 rounds of 4 processes failed."""
-    import multiprocessing
+    one died with "table studies already exists" (a ``--jobs 2`` pair can do the same). Before the
+    fix 8 of 10 rounds of 4 processes failed."""
+    import subprocess
+    import sys
 
-    ctx = multiprocessing.get_context("fork")  # cheap: the children only need sqlalchemy and optuna
-    outcomes = []
-    for k in range(6):
-        barrier, results = ctx.Barrier(4), ctx.Queue()
-        procs = [ctx.Process(target=_open_at_once, args=(f"sqlite:///{tmp_path / f'{k}.db'}", barrier, results))
-                 for _ in range(4)]
-        for p in procs:
-            p.start()
-        outcomes += [results.get(timeout=120) for _ in procs]
-        for p in procs:
-            p.join(30)
-    assert outcomes == ["ok"] * 24
+    urls = [f"sqlite:///{tmp_path / f'{k}.db'}" for k in range(6)]
+    start = time.time() + 15  # after every process has imported optuna
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, str(start), *urls], stdout=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outcomes = [line.strip() for p in procs for line in p.communicate(timeout=120)[0].splitlines()]
+    assert outcomes == ["ok"] * (4 * len(urls))
