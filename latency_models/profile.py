@@ -164,12 +164,8 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     elif not (p.suffix == ".json" and p.is_file()):
         raise UserError(f"unknown device profile '{name_or_path}'; known: {', '.join(list_profiles())} "
                         f"(or give a profile .json file)")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except OSError as exc:
-        raise UserError(f"{p}: cannot read ({exc.strerror})") from None
-    prof = DeviceProfile.from_dict(data, where=str(p))
+    from nas.arch import load_json
+
+    prof = DeviceProfile.from_dict(load_json(p), where=str(p))
     object.__setattr__(prof, "path", p)
     return prof

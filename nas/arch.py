@@ -12,10 +12,12 @@ from nas.references import REFERENCES
 
 
 def load_json(path: Path) -> object:
+    """A user's JSON file; unreadable or malformed is one ``UserError`` line naming where."""
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except json.JSONDecodeError as exc:  # msg is e.g. "Invalid control character at": the place follows
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                        f"{exc.msg.removesuffix(' at')})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 

@@ -82,7 +82,7 @@ def test_unknown_profile_lists_known():
 
 
 @pytest.mark.parametrize("content,match", [
-    ("{not json", "not valid JSON"),
+    ("{not json", r"not valid JSON \(line 1, column 2: "),
     ('{"schema": "other"}', "not a latency profile"),
     ('{"schema": "mbnas.latency-profile/1", "name": "x", "conditions": {}, "error": {}}',
      "missing field 'coefficients'"),

@@ -37,7 +37,7 @@ def test_arch_info_reads_transformers_config(mbnas, tmp_path):
     (["space", "validate"], "name: x\nfixed: [1, 2\n", "malformed YAML"),
     (["space", "validate"], "name: x\ncolour: red\n", "field 'colour': unknown field"),
     (["space", "show"], None, "neither a built-in space"),
-    (["arch", "info"], "{oops", "not valid JSON"),
+    (["arch", "info"], "{oops", "not valid JSON (line 1, column 2: Expecting property name"),
     (["arch", "info"], None, "neither a reference architecture"),
 ])
 def test_bad_input_one_line_exit_2(mbnas, tmp_path, args, content, msg):
