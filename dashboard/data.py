@@ -27,7 +27,7 @@ import pandas as pd
 
 from nas.errors import UserError
 from nas.records import StudyMeta, TrialRecord
-from nas.search.study import require_sqlite_file
+from nas.search.study import engine_url, require_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 # study profile option in the device-profile switch: the latencies recorded by the search itself
@@ -75,7 +75,7 @@ def open_storage(url: str) -> Storage:
     require_sqlite_file(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        rdb = optuna.storages.RDBStorage(url, skip_table_creation=True)  # read only: never create tables
+        rdb = optuna.storages.RDBStorage(engine_url(url), skip_table_creation=True)  # read only: never create tables
     except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open this URL"
         raise UserError(f"cannot open study storage {url}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     return Storage(url, optuna.storages.get_storage(rdb), rdb if fast_read.fast_path_available(rdb) else None)

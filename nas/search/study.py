@@ -127,6 +127,22 @@ def require_sqlite_file(url: str) -> None:
                         f"first, or pass --storage")
 
 
+def engine_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3, while the ``postgres`` extra installs
+    psycopg2; without this the README's ``postgresql://user@host/db`` would fail with "driver
+    missing" on a complete install. A URL that names its driver (``postgresql+psycopg2://``) is kept.
+    """
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme == "postgresql" and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2{sep}{rest}"
+    return url
+
+
 def open_storage(url: str, *, must_exist: bool = False):
     """An Optuna ``RDBStorage`` for ``url``; a SQLite file's folder is created unless ``must_exist``
     (then a missing SQLite file is a ``UserError``: see ``require_sqlite_file``)."""
@@ -135,10 +151,17 @@ def open_storage(url: str, *, must_exist: bool = False):
     kwargs: dict[str, Any] = {}
     if must_exist:
         require_sqlite_file(url)
-    if url.startswith("sqlite:///"):
+    if url.startswith("sqlite:"):
         path = sqlite_path(url)
-        if path is not None:
+        if path is None:  # sqlite:/// or :memory: - nothing would outlive the process
+            raise UserError(f"--storage {url} keeps the study in memory: it would be lost when the search "
+                            f"ends and could not be resumed, exported or shown; give a file, e.g. "
+                            f"{DEFAULT_STORAGE}")
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--storage {url}: cannot create the folder {path.parent} ({exc.strerror}); "
+                            f"give a path you can write to") from None
         # writes from the heartbeat thread and a second local process wait instead of failing
         kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith(("postgresql", "mysql")):
@@ -147,7 +170,7 @@ def open_storage(url: str, *, must_exist: bool = False):
         raise UserError(f"--storage {url!r} is not a database URL; e.g. {DEFAULT_STORAGE} or "
                         f"postgresql://user@host/db")
     try:
-        return _rdb_storage(optuna, url, kwargs)
+        return _rdb_storage(optuna, engine_url(url), kwargs)
     except ImportError as exc:
         raise UserError(f"--storage {url}: database driver missing ({exc}); pip install "
                         f"'mobilebert-nas[postgres]' for PostgreSQL") from None

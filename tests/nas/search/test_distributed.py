@@ -240,6 +240,19 @@ def test_workers_opening_one_new_postgresql_study_at_once_agree_on_its_settings(
     assert results == [meta] * (workers * studies)
 
 
+def test_plain_postgresql_url_as_in_the_readme_opens(postgres):
+    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; the postgres extra installs psycopg2.
+    The search and the dashboard must both open the URL the README gives."""
+    from dashboard.data import open_storage as open_for_dashboard
+    from nas.search.study import open_storage
+
+    plain = postgres.replace("postgresql+psycopg2://", "postgresql://")
+    assert plain != postgres
+    storage = open_storage(plain)
+    storage.create_new_study([], "plain-url")
+    assert "plain-url" in [s.study_name for s in open_for_dashboard(plain).optuna.get_all_studies()]
+
+
 def test_two_workers_share_one_postgresql_study(postgres, mbnas_argv, smoke_search, load_study, tmp_path):
     from nas.search import outcome_of
     from nas.search.study import WORKER_ATTR

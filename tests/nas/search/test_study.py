@@ -144,6 +144,23 @@ def test_unknown_storage_is_a_user_error():
         open_storage("runs/mbnas.db")
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_in_memory_storage_is_refused(url):
+    """Nothing would survive the search: no resume, no export, no dashboard."""
+    from nas.search.study import open_storage
+
+    with pytest.raises(UserError, match="keeps the study in memory.*give a file, e.g. sqlite:///runs/mbnas.db"):
+        open_storage(url)
+
+
+def test_storage_folder_that_cannot_be_created_is_a_user_error(tmp_path):
+    from nas.search.study import open_storage
+
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(UserError, match=r"cannot create the folder .*a-file.*give a path you can write to"):
+        open_storage(f"sqlite:///{tmp_path / 'a-file' / 'mbnas.db'}")
+
+
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
 def test_samplers_survive_every_outcome(name):
     """Rejected (PRUNED, infeasible), stopped (PRUNED, feasible), failed and complete trials mixed:
