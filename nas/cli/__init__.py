@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mbnas: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave (a broken pipe, a socket): a bug
+            raise
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        print(f"mbnas: error: {where}: {exc.strerror or exc}; check the path and that you may write there",
+              file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         print("mbnas: interrupted", file=sys.stderr)
         return 130

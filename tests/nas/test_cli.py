@@ -51,6 +51,13 @@ def test_bad_input_one_line_exit_2(mbnas, tmp_path, args, content, msg):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_unwritable_output_path_is_one_line(mbnas, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    code, out, err = mbnas("export", "--reference", "mobilebert-tiny", "--out", str(tmp_path / "a-file" / "x"))
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"{tmp_path / 'a-file'}" in err and "check the path" in err
+
+
 def test_validate_builtin_ok(mbnas):
     from search_spaces.space import BUILTIN_DIR
 
