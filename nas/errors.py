@@ -13,6 +13,17 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler), raised where Ctrl-C would be, so a command
+    stops the same way: running trials are marked interrupted and ``--jobs`` workers are stopped,
+    instead of the process vanishing mid-trial and leaving its workers running."""
+
+    exit_code = 128 + 15
+
+    def __init__(self) -> None:
+        super().__init__("stopped by SIGTERM")
+
+
 class MissingExtraError(UserError):
     """An optional dependency is not installed; the message names the extra to install."""
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 # command group -> module under nas.cli
 GROUPS = ("space", "arch", "teacher", "distill", "latency", "search", "export", "dashboard")
@@ -39,15 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.errors import UserError
+    from nas.errors import Terminated, UserError
     from nas.runtime import keep_freed_memory
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     keep_freed_memory()  # nas.runtime: large training temporaries are reused, not re-faulted
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: ``search --jobs`` repeats it
+    restore_sigterm = _stop_on_sigterm()
     try:
         return int(args.func(args) or 0)
+    except Terminated as exc:
+        print(f"mbnas: {exc}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         print(f"mbnas: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -61,6 +67,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mbnas: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore_sigterm()
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise ``Terminated`` (see there) while a command runs; returns what undoes it
+    (a no-op off the main thread, where Python cannot set a handler)."""
+    from nas.errors import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

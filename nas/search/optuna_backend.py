@@ -94,7 +94,8 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
             except BaseException as exc:
                 # Ctrl-C or a bug outside training: leave the trial marked, never RUNNING forever
                 liveness.release(trial)
-                why = "stopped by the user" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+                why = (str(exc) or "stopped by the user") if isinstance(exc, KeyboardInterrupt) \
+                    else f"{type(exc).__name__}: {exc}"
                 try:
                     if trial.number not in [t.number for t in study.get_trials(
                             deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE))]:

@@ -59,3 +59,46 @@ def test_sigkill_then_rerun_resumes(mbnas_argv, smoke_search, load_study, tmp_pa
     assert rec.candidate is not None  # the record written before training survives the kill
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert sum(outcome_of(t) in ("complete", "stopped", "failed") for t in trials) == 2
+
+
+def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load_study, tmp_path):
+    """``kill``/``timeout``/a scheduler stop a ``--jobs 2`` search as Ctrl-C does: the process exits,
+    its worker is stopped too (not left training), and both running trials are marked interrupted."""
+    from optuna.trial import TrialState
+
+    from nas.search import outcome_of
+    from nas.search.study import WORKER_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'term.db'}"
+    longer = ("--distill-option", "layer_steps=80", "--distill-option", "pd_steps=160")  # ~15 s trials
+    argv = mbnas_argv(*smoke_search(storage, "--jobs", "2", *longer, trials=6))
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while True:  # until both processes are training a trial
+            assert proc.poll() is None, f"search ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+            assert time.time() < deadline, "the two processes were not training at once within 240 s"
+            training = [t for t in _snapshot(load_study, storage)
+                        if t.state == TrialState.RUNNING and "mbnas.candidate" in t.user_attrs]
+            if len({t.user_attrs.get(WORKER_ATTR, {}).get("pid") for t in training} - {None}) == 2:
+                break
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert code == 143 and "mbnas: stopped by SIGTERM" in err, err[-2000:]
+    for pid in {t.user_attrs[WORKER_ATTR]["pid"] for t in training}:
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        assert not alive, f"process {pid} still runs after the search was stopped"
+    trials = load_study(storage).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for t in training:
+        assert outcome_of(trials[t.number]) == "interrupted"
+        assert TrialRecord.from_trial(trials[t.number]).failure.startswith("interrupted: stopped by")
