@@ -33,7 +33,7 @@ from latency_models import load_profile  # noqa: E402
 from latency_models.calibrate import (HOST_HELDOUT, HOST_REPEAT, HOST_TRAIN, build_pixel_profile,  # noqa: E402
                                       measurement_noise, ok_rows, transfer_shape, write_builtin_profiles)
 from latency_models.dataset import read_rows  # noqa: E402
-from latency_models.features import FEATURES, INDEX, L2_FLOATS, features_many  # noqa: E402
+from latency_models.features import FEATURES, L2_FLOATS, features_many  # noqa: E402
 from latency_models.fit import error_stats, fit_relative, nnls, row_label  # noqa: E402
 from latency_models.profile import DeviceProfile  # noqa: E402
 from nas.ops import OP_CLASSES, count, list_ops  # noqa: E402
