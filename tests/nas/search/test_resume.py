@@ -18,6 +18,24 @@ def _snapshot(load_study, storage):
         return []
 
 
+def _wait_for(proc, load_study, storage, ready, what: str, timeout_s: float = 240):
+    """Poll the study until ``ready(trials)``; the search must still be running. -> the trials."""
+    deadline = time.time() + timeout_s
+    while True:
+        assert proc.poll() is None, f"search ended before {what}: {proc.stderr.read()[-2000:]}"
+        assert time.time() < deadline, f"not {what} within {timeout_s:.0f} s"
+        trials = _snapshot(load_study, storage)
+        if ready(trials):
+            return trials
+        time.sleep(0.3)
+
+
+def _training(trials):
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state == TrialState.RUNNING and "mbnas.candidate" in t.user_attrs]
+
+
 def test_sigkill_then_rerun_resumes(mbnas_argv, smoke_search, load_study, tmp_path):
     from optuna.trial import TrialState
 
@@ -27,16 +45,10 @@ def test_sigkill_then_rerun_resumes(mbnas_argv, smoke_search, load_study, tmp_pa
     argv = mbnas_argv(*smoke_search(storage, trials=2))
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 240
-        while True:  # until one trial is complete and the next one is training
-            assert proc.poll() is None, f"search ended before it could be killed: {proc.stderr.read()[-2000:]}"
-            assert time.time() < deadline, "no trial started training within 240 s"
-            trials = _snapshot(load_study, storage)
-            complete = [t for t in trials if t.state == TrialState.COMPLETE]
-            training = [t for t in trials if t.state == TrialState.RUNNING and "mbnas.candidate" in t.user_attrs]
-            if complete and training:
-                break
-            time.sleep(0.3)
+        trials = _wait_for(proc, load_study, storage, lambda ts: _training(ts) and any(
+            t.state == TrialState.COMPLETE for t in ts), "one trial was complete and the next one training")
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        training = _training(trials)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -74,15 +86,9 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     argv = mbnas_argv(*smoke_search(storage, "--jobs", "2", *longer, trials=6))
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 240
-        while True:  # until both processes are training a trial
-            assert proc.poll() is None, f"search ended before it could be stopped: {proc.stderr.read()[-2000:]}"
-            assert time.time() < deadline, "the two processes were not training at once within 240 s"
-            training = [t for t in _snapshot(load_study, storage)
-                        if t.state == TrialState.RUNNING and "mbnas.candidate" in t.user_attrs]
-            if len({t.user_attrs.get(WORKER_ATTR, {}).get("pid") for t in training} - {None}) == 2:
-                break
-            time.sleep(0.3)
+        training = _training(_wait_for(proc, load_study, storage, lambda ts: len(
+            {t.user_attrs.get(WORKER_ATTR, {}).get("pid") for t in _training(ts)} - {None}) == 2,
+            "both processes were training a trial"))
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=90)
     finally:
