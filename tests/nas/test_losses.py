@@ -1,4 +1,5 @@
-"""The hand-written distillation loss against its taped textbook form, and the allocator setting."""
+"""The hand-written transfer losses (distillation, attention, feature maps) against their taped
+textbook forms, and the allocator setting."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 import torch
 
 from nas.distill import losses
-from nas.distill.losses import kd_loss, kd_loss_reference
+from types import SimpleNamespace
+
+from nas.distill.losses import (attention_loss, attention_loss_reference, feature_map_loss,
+                                feature_map_loss_reference, kd_loss, kd_loss_reference)
 
 
 def _logits(n: int, v: int, seed: int):
@@ -21,19 +25,58 @@ def _logits(n: int, v: int, seed: int):
     return z, t, y
 
 
+def _same_as_reference(reference, fast, x0: torch.Tensor, *args) -> None:
+    """``fast`` gives ``reference``'s value and gradient w.r.t. its first argument."""
+    got = []
+    for f in (reference, fast):
+        x = x0.clone().requires_grad_()
+        loss = f(x, *args)
+        (2.5 * loss).backward()  # an upstream factor must scale the gradient
+        got.append((loss.detach(), x.grad))
+    (ref_loss, ref_grad), (loss, grad) = got
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
+
+
 @pytest.mark.parametrize("alpha,temperature", [(0.5, 1.0), (0.0, 1.0), (1.0, 1.0), (0.3, 2.0), (0.7, 0.5)])
 @pytest.mark.parametrize("n", [1, 8, 21])  # one row, one whole slice, and a ragged last slice
 def test_kd_loss_matches_the_taped_form(alpha, temperature, n):
     z0, t, y = _logits(n, 300, seed=n)
-    got = []
-    for f in (kd_loss_reference, kd_loss):
-        z = z0.clone().requires_grad_()
-        loss = f(z, t, y, alpha, temperature)
-        (2.5 * loss).backward()  # an upstream factor must scale the gradient
-        got.append((loss.detach(), z.grad))
-    (ref_loss, ref_grad), (loss, grad) = got
-    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-5, abs=1e-6)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-7)
+    _same_as_reference(kd_loss_reference, kd_loss, z0, t, y, alpha, temperature)
+
+
+def _attention(seed: int, heads: int = 2, seq: int = 16, sharp: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.softmax(torch.randn(3, heads, seq, seq, generator=g) * sharp, -1)
+    t = torch.softmax(torch.randn(3, heads, seq, seq, generator=g) * 3, -1)
+    return s, t
+
+
+@pytest.mark.parametrize("case", ["fp32", "fp16 teacher", "student underflows", "teacher zeros"])
+def test_attention_loss_matches_the_taped_form(case):
+    s, t = _attention(seed=7)
+    if case == "fp16 teacher":  # as the teacher cache stores it
+        t = t.half()
+    elif case == "student underflows":  # probabilities at or under the clamp: no gradient there
+        s[0, 0, 0, :3] = torch.tensor([0.0, 1e-12, 1e-9])
+        s[1, 1, 5, 7] = 0.0
+    elif case == "teacher zeros":
+        t[2, 0, 3, :4] = 0.0
+    _same_as_reference(attention_loss_reference, attention_loss, s, t)
+
+
+def test_attention_loss_is_zero_at_the_teacher():
+    _, t = _attention(seed=3)
+    assert attention_loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_feature_map_loss_matches_the_taped_form(half):
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(3, 16, 32, generator=g) * 2 + 0.5
+    t = torch.randn(3, 16, 32, generator=g) * 3 - 1  # other scale and offset than the student's
+    w = SimpleNamespace(fmt=1.0, mean=0.7, var=0.3)
+    _same_as_reference(feature_map_loss_reference, feature_map_loss, s, t.half() if half else t, w)
 
 
 def test_kd_loss_slices_do_not_change_the_result(monkeypatch):
