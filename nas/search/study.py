@@ -120,8 +120,12 @@ def sqlite_path(url: str) -> Path | None:
 
 def require_sqlite_file(url: str) -> None:
     """Readers (export, the dashboard) refuse a SQLite URL whose file is missing instead of creating
-    an empty database there: a typo in ``--storage`` gets one line, not a stray file."""
+    an empty database there: a typo in ``--storage`` gets one line, not a stray file. An in-memory
+    URL is refused too: it would open a new, empty database and show "no study"."""
     path = sqlite_path(url)
+    if path is None and url.startswith("sqlite:"):
+        raise UserError(f"--storage {url} is an in-memory database, which holds no study to read: give the file "
+                        f"'mbnas search' wrote, e.g. {DEFAULT_STORAGE}")
     if path is not None and not path.is_file():
         raise UserError(f"no study storage at {url} (file {path.resolve()} does not exist): run 'mbnas search' "
                         f"first, or pass --storage")

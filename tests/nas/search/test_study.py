@@ -153,6 +153,17 @@ def test_in_memory_storage_is_refused(url):
         open_storage(url)
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_readers_refuse_an_in_memory_storage(url):
+    """Export and the dashboard would open a new, empty database and report "no study"."""
+    from dashboard.data import open_storage as dashboard_storage
+    from nas.search.study import open_storage
+
+    for reader in (lambda: open_storage(url, must_exist=True), lambda: dashboard_storage(url)):
+        with pytest.raises(UserError, match="in-memory database, which holds no study to read: give the file"):
+            reader()
+
+
 def test_storage_folder_that_cannot_be_created_is_a_user_error(tmp_path):
     from nas.search.study import open_storage
 
