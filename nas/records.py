@@ -107,6 +107,7 @@ class StudyMeta:
     run_dir: where trained students' weights are kept.
     distill_options: ``--distill-option`` overrides of the strategy's settings (they change what
     the scores mean, so a resumed study must use the same ones).
+    user_data: the user's ``--corpus`` / ``--task-csv`` named by content (None: the built-in data).
     """
 
     space: dict[str, Any]
@@ -122,6 +123,7 @@ class StudyMeta:
     run_dir: str | None = None
     seed: int | None = None
     distill_options: dict[str, Any] = field(default_factory=dict)
+    user_data: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON values (what ``META_ATTR`` holds)."""

@@ -97,6 +97,17 @@ def _lr_lambda(recipe: TeacherRecipe) -> Callable[[int], float]:
     return f
 
 
+def data_note(teacher: Teacher, corpus) -> str | None:
+    """One line when students are distilled on other text than ``teacher`` was pre-trained on.
+
+    Allowed (a teacher of general text, students transferred on your domain's), but more often a
+    ``--corpus`` given to ``mbnas teacher train`` and forgotten later; the scores' data names it too."""
+    if teacher.meta.get("data_hash") in (None, corpus.data_hash):
+        return None
+    return (f"note: teacher {teacher.hash} was pre-trained on {teacher.meta.get('data', 'other text')}; students "
+            f"are distilled and scored on {corpus.description} (--corpus picks their text)")
+
+
 def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu", out: Path | None = None,
                   corpus_files: list[Path] | None = None, log: Callable[[str], None] = print,
                   command: str | None = None) -> Teacher:
@@ -104,13 +115,13 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     import numpy as np
     import torch
 
-    from nas.data.corpus import heldout_batches, load_corpus, make_mlm_batches
+    from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
     from nas.mlm import evaluate_mlm, mlm_loss
     from nas.models import build_masked_lm
 
     recipe = recipe or RECIPES.get(space.name, DEFAULT_RECIPE)
     cand = space.teacher
-    corpus = load_corpus(user_files=corpus_files) if corpus_files else load_corpus()
+    corpus = corpus_for(corpus_files)
     torch.manual_seed(recipe.seed)
     model = build_masked_lm(cand, seed=recipe.seed).to(device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    add_corpus(p, "the transfer batches and the held-out scores")
+    add_task_csv(p)
     p.add_argument("--out", type=Path, help="save the student (model.safetensors + config.json) here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_distill)
@@ -32,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_distill(args) -> int:
     from nas.arch import resolve_arch
     from nas.distill import Diverged, DistillSettings, distill_candidate
+    from nas.distill.settings import user_data_of
     from nas.errors import UserError
     from nas.teacher import load_teacher
     from search_spaces import load_space
@@ -48,7 +54,10 @@ def cmd_distill(args) -> int:
     over = {k: v for k, v in {"layer_steps": args.layer_steps, "pd_steps": args.pd_steps, "lr": args.lr,
                               "score_name": args.score}.items() if v is not None}
     settings = DistillSettings.for_space(space, strategy=args.strategy, objective=args.objective,
-                                         device=args.device, seed=args.seed, **over)
+                                         device=args.device, seed=args.seed, **over, **data_settings(args))
+    _, note = user_data_of(settings, teacher)  # checks the files before any training
+    if note:
+        print(note, file=sys.stderr)
     losses = []
     try:
         r = distill_candidate(c, teacher, settings, on_layer=lambda l, v: losses.append((l, v)))

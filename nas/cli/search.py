@@ -6,6 +6,8 @@ import argparse
 import shlex
 import sys
 
+from nas.cli.data_options import add_corpus, add_task_csv, data_settings
+
 
 def _key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
@@ -78,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "trials that are no slower (default 1.5)")
     p.add_argument("--distill-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override a distillation setting (repeatable), e.g. lr=1e-3")
+    add_corpus(p, "every candidate's transfer batches and held-out scores (part of the study's identity)")
+    add_task_csv(p)
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="optuna backend: N worker processes on this machine share the study, each with "
                         "cores/N torch threads unless --threads says otherwise (default 1). On a CPU, one "
@@ -111,7 +115,7 @@ def cmd_search(args) -> int:
         storage=args.storage, study=args.study, backend=args.backend, ray_address=args.ray_address, seed=args.seed,
         device=args.device, teacher=args.teacher, run_dir=args.run_dir,
         early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor),
-        distill_options=dict(args.distill_option), score=args.score, threads=threads,
+        distill_options=dict(args.distill_option), data=data_settings(args), score=args.score, threads=threads,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, progress=not args.quiet,
         jobs=args.jobs, worker_argv=worker_argv, worker_index=args.worker_index,
     )

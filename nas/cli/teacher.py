@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.cli.data_options import add_corpus
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("teacher", help="pre-train, inspect the fixed IB-BERT teacher of a space")
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
-    tr.add_argument("--corpus", nargs="+", type=Path, metavar="PATH", help="your own text files instead of the built-in corpus")
+    add_corpus(tr, "pre-training text and the held-out score")
     tr.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
     tr.add_argument("--force", action="store_true", help="train even if a teacher for this space exists")
     tr.set_defaults(func=cmd_train)
@@ -36,21 +38,39 @@ def cmd_train(args) -> int:
     from search_spaces import load_space
 
     space = load_space(args.space)
+    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed") if getattr(args, k) is not None}
     if not args.force and args.out is None and find_teacher(space) is not None:
         t = load_teacher(space)
-        print(f"reusing {describe(t)}\n(use --force to train another)")
-        return 0
+        differs = _not_as_asked(t, changes, args.corpus)
+        if differs is None:
+            print(f"reusing {describe(t)}\n(use --force to train another)")
+            return 0
+        print(f"not reusing {describe(t)}: {differs}; training a new one")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     recipe = RECIPES.get(space.name, DEFAULT_RECIPE)
-    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed") if getattr(args, k) is not None}
     recipe = dataclasses.replace(recipe, **changes)
     if recipe.warmup >= recipe.steps:
         recipe = dataclasses.replace(recipe, warmup=max(1, recipe.steps // 10))
     t = train_teacher(space, recipe, device=args.device, out=args.out, corpus_files=args.corpus)
     print(f"saved {describe(t)}")
     return 0
+
+
+def _not_as_asked(t, changes: dict, corpus) -> str | None:
+    """Why the existing teacher ``t`` is not the one asked for (recipe options or --corpus given and
+    different), or None: a bare ``teacher train`` reuses whatever teacher the space has."""
+    recipe = t.meta.get("recipe", {})
+    for k, v in changes.items():
+        if recipe.get(k) != v:
+            return f"it was trained with {k} {recipe.get(k)} (asked {v})"
+    if corpus:
+        from nas.data.corpus import corpus_for
+
+        if corpus_for(corpus).data_hash != t.meta.get("data_hash"):
+            return f"it was pre-trained on {t.meta.get('data', 'other text')}, not on the --corpus files"
+    return None
 
 
 def cmd_info(args) -> int:

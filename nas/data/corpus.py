@@ -237,6 +237,12 @@ def load_corpus(
     return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description)
 
 
+def corpus_for(user_files: Sequence[str | Path] | None = None) -> Corpus:
+    """What ``--corpus`` means everywhere (teacher pre-training, transfer, held-out scores): the
+    user's text files alone when given, else the built-in corpus."""
+    return load_corpus(sources=(), user_files=[Path(p) for p in user_files]) if user_files else load_corpus()
+
+
 def _tokenise_split(docs: Iterable[Document], fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Tokenise documents into two flat uint16 streams; each document is followed by [SEP]."""
     tok = load_tokenizer()

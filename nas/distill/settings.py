@@ -52,6 +52,10 @@ class DistillSettings:
     eval_batches: held-out batches (32 sequences each) of the task-agnostic score.
     downstream_steps / downstream_eval: the short fine-tune of the downstream objective.
     score_name: which score is the search objective for ``objective='mlm'``.
+    corpus: the user's text files (``--corpus``): transfer batches and held-out scores come from them
+        alone; empty: the built-in corpus (README "Data").
+    task_csv: the user's ``text,label`` CSV (``--task-csv``) for ``objective='downstream'``; None:
+        Rotten Tomatoes.
     """
 
     strategy: str = "progressive"
@@ -74,6 +78,8 @@ class DistillSettings:
     score_name: str = "block_fidelity"
     device: str = "cpu"
     seed: int = 0
+    corpus: tuple[str, ...] = ()
+    task_csv: str | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -87,6 +93,12 @@ class DistillSettings:
                 raise UserError(f"distill setting '{f}' must be positive, got {getattr(self, f)}")
         if not self.lr > 0:
             raise UserError(f"learning rate must be > 0, got {self.lr}")
+        if isinstance(self.corpus, (str, bytes)) or not all(isinstance(p, str) for p in self.corpus):
+            raise UserError(f"corpus must be a list of text file paths, got {self.corpus!r}")
+        object.__setattr__(self, "corpus", tuple(self.corpus))  # a JSON list from --distill-option
+        if self.task_csv is not None and self.objective != "downstream":
+            raise UserError(f"--task-csv {self.task_csv}: a task is scored only with --objective downstream; "
+                            f"add it, or leave the CSV out")
 
     def replace(self, **changes) -> "DistillSettings":
         return dataclasses.replace(self, **changes)
@@ -97,6 +109,29 @@ class DistillSettings:
         name = getattr(space, "name", space)
         base = SPACE_BUDGETS.get(name, {})
         return cls(**{**base, **overrides})
+
+
+def user_data_of(s: DistillSettings, teacher) -> tuple[str | None, str | None]:
+    """(the user's data of ``s`` named by content, or None for the built-in data; the line
+    ``nas.teacher.data_note`` has for ``teacher``). Reads and checks the files, so a bad one is
+    reported before any training.
+
+    Content, not paths: a search resumed after its files changed would mix trials scored on two data
+    sets, while the same files moved elsewhere are the same study (``StudyMeta.user_data``)."""
+    import hashlib
+    from pathlib import Path
+
+    from nas.data.corpus import corpus_for
+    from nas.data.downstream import load_downstream
+    from nas.teacher import data_note
+
+    corpus = corpus_for(s.corpus)
+    parts = [f"corpus: {corpus.description}, token sha256 {corpus.data_hash[:16]}"] if s.corpus else []
+    if s.task_csv:
+        path = Path(s.task_csv)
+        load_downstream(path)  # a malformed CSV is reported now, not after the first candidate's training
+        parts.append(f"task: {path.name}, sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]}")
+    return "; ".join(parts) or None, data_note(teacher, corpus)
 
 
 SPACE_BUDGETS: dict[str, dict] = {

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from nas.errors import UserError
 from nas.records import StudyMeta
+from nas.distill.settings import user_data_of
 from nas.search.early_stop import EarlyStopRule
 from nas.search.objective import TrialContext
 from nas.search.progress import Summary, summarize
@@ -51,6 +52,7 @@ class SearchConfig:
     run_dir: str | None = None
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)
     distill_options: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # --corpus / --task-csv as DistillSettings fields
     score: str | None = None  # --score: the task-agnostic objective (None: DistillSettings' default)
     threads: int | None = None  # torch CPU threads per trial (None: torch's default, all cores)
     cpus_per_trial: float = 1.0
@@ -157,12 +159,16 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         teacher_ms = 0.0
     ref_ms = cfg.latency_budget_ms if cfg.latency_budget_ms is not None else max(max(lats), teacher_ms) * 1.05
 
-    # --score is identified by the study's score_name, not as a distill option
-    overrides = {**cfg.distill_options, **({"score_name": cfg.score} if cfg.score else {})}
+    # --score is identified by the study's score_name, and the user's data by its content
+    # (StudyMeta.user_data), not as distill options
+    overrides = {**cfg.distill_options, **cfg.data, **({"score_name": cfg.score} if cfg.score else {})}
     ctx = TrialContext(space=space, strategy=cfg.strategy, objective=cfg.objective, profile=profile,
                        teacher=teacher, device=cfg.device, seed=cfg.seed, budget_ms=cfg.latency_budget_ms,
                        early_stop=cfg.early_stop, settings_overrides=overrides, threads=cfg.threads)
     first = ctx.settings_for(ctx.strategies()[0])  # validates --distill-option early
+    user_data, note = user_data_of(first, teacher)  # reads the user's files: a bad one stops here, in one line
+    if note and not cfg.worker_index:
+        log(note)
     score_name = "downstream_accuracy" if cfg.objective == "downstream" else first.score_name  # higher is better
     score_data = "(named by the first completed trial)"  # the trainer says which data; settle_score_meta
     run_dir = Path(cfg.run_dir).resolve() if cfg.run_dir else default_run_dir(cfg.storage, name)
@@ -171,7 +177,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         score_data=score_data, latency_profile=cfg.device_profile,
         latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
-        run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options),
+        run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options), user_data=user_data,
     )
     study, meta = create_or_check(storage, name, meta)
     ctx.run_dir = Path(meta.run_dir)

@@ -205,7 +205,7 @@ def load_study(storage, name: str):
 # Settings that define what a study's numbers mean: a rerun must use the same ones.
 # what a study measures: resuming it with any of these changed would mix incomparable trials
 _DEFINING = ("strategy", "objective", "score_name", "latency_profile", "latency_budget_ms", "teacher_hash",
-             "distill_options")
+             "distill_options", "user_data")
 
 
 def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):

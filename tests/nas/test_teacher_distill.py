@@ -164,3 +164,87 @@ def test_transfer_attention_maps_are_distributions(teacher):
         assert torch.allclose(maps.sum(-1), torch.ones(()), atol=1e-5) and bool((maps > 0).all())
     student.mobilebert(input_ids=ids)  # an ordinary training forward: dropout is back
     assert any(bool((maps == 0).any()) for maps in student._mbnas_attn)
+
+
+# ------------------------------------------------------------------------------------------------
+# the user's own data: --corpus and --task-csv
+def _notes(path, n: int = 200, topic: str = "river"):
+    """A small user corpus: n paragraphs (documents), enough held-out text for smoke windows."""
+    path.write_text("\n\n".join(f"Note {i}: the quick brown fox jumps over {i} lazy dogs by the {topic}, "
+                                f"then rests under tree number {i % 7}." for i in range(n)), encoding="utf-8")
+    return path
+
+
+def _task(path, rows: int = 120):
+    lines = ["text,label"] + [f"\"review {i}: {'a fine, warm film' if i % 2 else 'a dull, cold film'}\",{i % 2}"
+                              for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_distill_on_the_users_corpus(mbnas, smoke_teacher_dir, tmp_path):
+    """Transfer batches and held-out scores come from the user's files alone; the teacher was
+    pre-trained on the built-in corpus, which the command says."""
+    c = load_space("smoke").sample(1, seed=5)[0]
+    code, out, err = mbnas("distill", "--space", "smoke", "--arch", str(c.save(tmp_path / "c.json")),
+                           "--teacher", str(smoke_teacher_dir), "--corpus", str(_notes(tmp_path / "notes.txt")),
+                           "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["score_data"].startswith("held-out split: 1 user file(s), held-out 5%")
+    assert "news" not in d["score_data"]
+    assert err.startswith(f"note: teacher {d['teacher']} was pre-trained on ") and "--corpus" in err
+
+
+def test_distill_downstream_on_the_users_csv(teacher, tmp_path):
+    from nas.distill import DistillSettings, distill_candidate
+
+    c = load_space("smoke").sample(1, seed=6)[0]
+    s = DistillSettings.for_space("smoke", objective="downstream", task_csv=str(_task(tmp_path / "mine.csv")))
+    r = distill_candidate(c, teacher, s)
+    assert r.score_name == "downstream_accuracy" and 0.0 <= r.score <= 1.0
+    assert r.score_data.startswith("user data set mine.csv: 120 sentences, labels {0: 60, 1: 60}")
+
+
+@pytest.mark.parametrize(("extra", "content", "msg"), [
+    ((), "text,label\n\"ok\",1\n\"bad\",x\n", "mine.csv:3: label 'x' is not a non-negative integer"),
+    (("--objective", "mlm"), None, "a task is scored only with --objective downstream"),
+])
+def test_distill_checks_the_users_csv_before_training(mbnas, smoke_teacher_dir, tmp_path, extra, content, msg):
+    csv = tmp_path / "mine.csv"
+    csv.write_text(content, encoding="utf-8") if content else _task(csv)
+    arch = load_space("smoke").sample(1, seed=5)[0].save(tmp_path / "c.json")
+    code, out, err = mbnas("distill", "--space", "smoke", "--arch", str(arch), "--teacher", str(smoke_teacher_dir),
+                           "--objective", "downstream", *extra, "--task-csv", str(csv))
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_teacher_train_does_not_reuse_a_teacher_of_other_text(teacher, tmp_path):
+    from nas.cli.teacher import _not_as_asked
+
+    assert _not_as_asked(teacher, {}, None) is None  # a bare 'teacher train' reuses it
+    assert _not_as_asked(teacher, {"steps": teacher.meta["recipe"]["steps"]}, None) is None
+    assert "trained with steps" in _not_as_asked(teacher, {"steps": 1}, None)
+    assert "not on the --corpus files" in _not_as_asked(teacher, {}, [_notes(tmp_path / "n.txt")])
+
+
+def test_search_study_is_bound_to_the_users_data(smoke_teacher_dir, tmp_path):
+    """The study records the user's data by content: same files elsewhere resume, changed ones do not."""
+    from nas.search.runner import SearchConfig, prepare
+
+    notes = _notes(tmp_path / "notes.txt")
+
+    def open_study(path):
+        cfg = SearchConfig(space="smoke", storage=f"sqlite:///{tmp_path / 's.db'}", teacher=str(smoke_teacher_dir),
+                           data={"corpus": (str(path),)}, progress=False)
+        return prepare(cfg, log=lambda line: None).meta
+
+    meta = open_study(notes)
+    assert meta.user_data.startswith("corpus: 1 user file(s)") and "token sha256" in meta.user_data
+    moved = tmp_path / "elsewhere" / "notes.txt"
+    moved.parent.mkdir()
+    moved.write_bytes(notes.read_bytes())
+    assert open_study(moved).user_data == meta.user_data
+    _notes(notes, topic="harbour")
+    with pytest.raises(UserError, match="was created with user_data"):
+        open_study(notes)
