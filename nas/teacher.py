@@ -191,6 +191,60 @@ def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None 
     return load_teacher_dir(final)
 
 
+def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, device: str = "cpu",
+                   out: Path | None = None, log: Callable[[str], None] = print, command: str | None = None) -> Teacher:
+    """Pin a teacher trained elsewhere: a transformers ``MobileBertForMaskedLM`` folder
+    (``config.json`` + ``model.safetensors``) whose shape fits the space's teacher.
+
+    The weights are checked against the teacher's modules, scored on the held-out text (the data the
+    tool knows; what it was pre-trained on is the user's to say) and stored in this layout, named by
+    their hash like a teacher trained here. Safetensors only: a pickled ``pytorch_model.bin`` is not
+    loaded (it can run code); convert it where it was made.
+    """
+    from safetensors.torch import load_file
+
+    from nas.arch import resolve_arch
+    from nas.data.corpus import corpus_for, heldout_batches
+    from nas.mlm import evaluate_mlm
+    from nas.models import build_masked_lm
+
+    src = Path(src)
+    weights = src / WEIGHTS
+    if not (src / CONFIG).is_file():
+        raise UserError(f"{src}: no {CONFIG}; give the folder a transformers MobileBertForMaskedLM was saved to")
+    if not weights.is_file():
+        pickled = " (pytorch_model.bin is not loaded: it can run code; save it with safe_serialization=True)" \
+            if (src / "pytorch_model.bin").exists() else ""
+        raise UserError(f"{src}: no {WEIGHTS}{pickled}")
+    cand = resolve_arch(str(src / CONFIG), seq_len=space.teacher.seq_len).replace(name=space.teacher.name)
+    if cand != space.teacher:
+        raise UserError(f"{src}: shape {cand.label} (layers {cand.num_layers}, width {cand.hidden_size}) does not fit "
+                        f"space '{space.name}''s teacher {space.teacher.label}; choose the space it was trained for")
+    model = build_masked_lm(cand)
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # transformers saves tied tensors once: the MLM decoder shares the word embeddings and its bias
+    missing = [k for k in missing if not k.startswith("cls.predictions.decoder.")]
+    if missing or unexpected:
+        raise UserError(f"{weights}: weights do not match the teacher's modules "
+                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    model.tie_weights()
+    corpus = corpus_for(corpus_files)
+    heldout = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=RECIPES.get(space.name, DEFAULT_RECIPE)
+                              .eval_batches)
+    scores = evaluate_mlm(model.to(device), heldout, device=device)
+    log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
+        f"({scores.n_masked:,} masked positions)")
+    meta = {
+        "space": space.name, "candidate": cand.to_dict(), "imported_from": str(src.resolve()),
+        "data": "not recorded (imported)",
+        "heldout": {**scores.as_dict(), "data": f"held-out split: {corpus.description}"},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command or "mbnas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    }
+    return save_teacher(model.cpu(), cand, meta, out)
+
+
 # ------------------------------------------------------------------------------------------------
 # loading
 def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None = None) -> Teacher:
@@ -254,8 +308,10 @@ def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> 
 
 def describe(t: Teacher) -> str:
     h = t.meta.get("heldout", {})
+    origin = (f"imported from {t.meta['imported_from']}" if "imported_from" in t.meta else
+              f"{t.meta.get('recipe', {}).get('steps')} steps, {t.meta.get('tokens_seen', 0):,} tokens in "
+              f"{t.meta.get('seconds', 0) / 60:.1f} min")
     return (f"teacher {t.hash} ({t.path}): {t.candidate.label}, space {t.meta.get('space')}, "
-            f"{t.meta.get('recipe', {}).get('steps')} steps, {t.meta.get('tokens_seen', 0):,} tokens in "
-            f"{t.meta.get('seconds', 0) / 60:.1f} min; held-out masked-token accuracy "
+            f"{origin}; held-out masked-token accuracy "
             f"{h.get('mlm_accuracy', math.nan):.2%}, cross-entropy {h.get('heldout_ce', math.nan):.3f} "
             f"on {h.get('data', '?')}")

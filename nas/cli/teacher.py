@@ -1,4 +1,4 @@
-"""``mbnas teacher train|info``: the fixed IB-BERT teacher of a space."""
+"""``mbnas teacher train|import|info``: the fixed IB-BERT teacher of a space."""
 
 from __future__ import annotations
 
@@ -25,6 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
     tr.add_argument("--force", action="store_true", help="train even if a teacher for this space exists")
     tr.set_defaults(func=cmd_train)
+    im = tsub.add_parser("import", help="pin a teacher trained elsewhere (a transformers MobileBertForMaskedLM "
+                                        "folder with model.safetensors) for a space",
+                         description="Checks that the checkpoint's shape fits the space's teacher and that its "
+                                     "weights load, scores it on the held-out text and stores it, named by its "
+                                     "hash, where 'teacher train' stores teachers; the space then uses it (the "
+                                     "newest teacher wins). Safetensors only: pickled weights are never loaded.")
+    im.add_argument("checkpoint", type=Path, metavar="DIR", help="folder with config.json and model.safetensors")
+    im.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
+    add_corpus(im, "the held-out text it is scored on")
+    im.add_argument("--device", default="cpu", help="cpu or cuda: where it is scored")
+    im.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
+    im.set_defaults(func=cmd_import)
     info = tsub.add_parser("info", help="show the teacher a space would use (or a teacher folder)")
     info.add_argument("--space", default="demo")
     info.add_argument("--teacher", type=Path, help="a teacher folder")
@@ -71,6 +83,16 @@ def _not_as_asked(t, changes: dict, corpus) -> str | None:
         if corpus_for(corpus).data_hash != t.meta.get("data_hash"):
             return f"it was pre-trained on {t.meta.get('data', 'other text')}, not on the --corpus files"
     return None
+
+
+def cmd_import(args) -> int:
+    from nas.teacher import describe, import_teacher
+    from search_spaces import load_space
+
+    t = import_teacher(load_space(args.space), args.checkpoint, corpus_files=args.corpus, device=args.device,
+                       out=args.out)
+    print(f"saved {describe(t)}")
+    return 0
 
 
 def cmd_info(args) -> int:

@@ -248,3 +248,41 @@ def test_search_study_is_bound_to_the_users_data(smoke_teacher_dir, tmp_path):
     _notes(notes, topic="harbour")
     with pytest.raises(UserError, match="was created with user_data"):
         open_study(notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# a teacher trained elsewhere: mbnas teacher import
+def test_import_a_transformers_checkpoint(mbnas, teacher, tmp_path):
+    """A stock save_pretrained folder is pinned by hash, scored, and gives the same outputs."""
+    import torch
+
+    from nas.teacher import load_teacher_dir
+
+    teacher.model.save_pretrained(tmp_path / "ckpt")  # what a training script elsewhere writes
+    code, out, err = mbnas("teacher", "import", str(tmp_path / "ckpt"), "--space", "smoke",
+                           "--out", str(tmp_path / "teachers"))
+    assert code == 0, err
+    assert f"imported from {tmp_path / 'ckpt'}" in out and "held-out masked-token accuracy" in out
+    (folder,) = (tmp_path / "teachers").iterdir()
+    pinned = load_teacher_dir(folder, expect=load_space("smoke").teacher)
+    ids = torch.randint(1000, 2000, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(pinned.model(input_ids=ids).logits, teacher.model(input_ids=ids).logits)
+    assert pinned.meta["heldout"]["mlm_accuracy"] == pytest.approx(teacher.meta["heldout"]["mlm_accuracy"], abs=1e-6)
+
+
+def test_import_refuses_pickles_and_other_shapes(teacher, tmp_path):
+    from nas.teacher import import_teacher
+
+    space = load_space("smoke")
+    pickled = tmp_path / "pickled"
+    teacher.model.save_pretrained(pickled)
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(UserError, match="pytorch_model.bin is not loaded: it can run code"):
+        import_teacher(space, pickled, out=tmp_path / "t")
+    from nas.models import build_masked_lm
+
+    build_masked_lm(space.sample(1, seed=1)[0]).save_pretrained(tmp_path / "student")
+    with pytest.raises(UserError, match="does not fit space 'smoke''s teacher"):
+        import_teacher(space, tmp_path / "student", out=tmp_path / "t")
+    assert not (tmp_path / "t").exists()  # nothing stored
