@@ -367,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         curves = {name: [proxy_curve(space, profile, score_fn, name, seed, args.trials, reference,
                                      args.latency_budget_ms, args.pending, tallies[name]) for seed in seeds]
                   for name in samplers}
-        lines.append(f"Trials are handled as `mbnas search` handles them: a proposal that repeats a trained (or "
-                     f"running) candidate"
+        lines.append("Trials are handled as `mbnas search` handles them: a proposal that repeats a trained (or "
+                     "running) candidate"
                      + (f" or is predicted over the budget of {args.latency_budget_ms:g} ms (a study constraint)"
                         if args.latency_budget_ms is not None else "")
                      + " is rejected untrained and does not count as a trial"
