@@ -10,7 +10,11 @@ forward: forward, input gradients, weight gradients), plus the MLM heads at mask
 teacher's forward-only in distillation). Timings are medians of repeated steps after warm-up; the
 process's allocator is set as ``mbnas`` sets it (``nas.runtime.keep_freed_memory``).
 
-    python benchmarks/train_throughput.py [--space demo] [--threads 1 2] [--repeats 10]
+A second table times the same student steps at one thread for candidates of clearly different
+width (``benchmarks/transfer_strategies.py``'s small / mid / large; mid is the first table's): how
+much of the ceiling a step reaches depends on how wide its matrix products are.
+
+    python benchmarks/train_throughput.py [--space demo] [--threads 1 2] [--repeats 10] [--sizes small mid large]
 """
 
 from __future__ import annotations
@@ -24,19 +28,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import median_spread, write_result  # noqa: E402
+from benchmarks.transfer_strategies import SIZES  # noqa: E402
 
 
-def matmul_ceiling(threads: int, n: int = 2048, repeats: int = 5) -> float:
+def matmul_ceiling(threads: int, n: int = 2048, repeats: int = 9) -> float:
+    """GFLOP/s of the best of ``repeats`` fp32 n^3 matmuls on the current threads: on a host whose
+    speed drifts, a median under-states what the machine can do (once 107 against 148 GFLOP/s a
+    minute later), and every "of ceiling" with it; the best run is the ceiling."""
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 2 * n**3 / min(timed(lambda: a @ b, repeats)) / 1e9
 
 
 def gemm_shapes(c, batch: int, n_masked: int, vocab: int, train: bool, heads: tuple[int, ...] = ()) -> list[tuple]:
@@ -87,11 +90,62 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
+def student_cases(cand, teacher, cache, s, n_masked: int) -> list[tuple]:
+    """(role, step, FLOPs, matmul shapes) of the three student steps the search runs for ``cand``,
+    on transfer batch 0 of ``cache``; a fresh student and optimiser per call."""
+    import torch
+
+    from nas.distill import train as T
+    from nas.ops import count
+
+    b = cache.transfer[0]
+    bs, L = b.input_ids.shape[0], cand.num_layers
+    H, V = cand.hidden_size, cand.vocab_size
+    head_macs = H * H + H * V  # MLM head per masked position: transform + vocabulary projection
+    torch.manual_seed(0)
+    student = T.init_student(cand, teacher, True, 0).train()
+    stage = T._Stage([{"params": list(student.parameters())}], s.lr)
+
+    def layer_step():
+        outs = T._forward_upto(student, b.input_ids, L - 1)
+        stage.step(T._layer_loss(student, cache, 0, L - 1, outs, s), "layer transfer")
+
+    def pd_step():
+        stage.step(T._kd_step_loss(student, teacher, cache, 0, s, "cpu"), "pre-training distillation")
+
+    def mlm_step():
+        stage.step(T._mlm_step_loss(student, cache, 0, "cpu"), "masked-LM")
+
+    enc = count(cand).flops * bs  # teacher and student share the space's hidden width H (their MLM heads)
+    return [("student layer-transfer step", layer_step, 3 * enc, gemm_shapes(cand, bs, n_masked, V, True)),
+            ("student distillation step", pd_step, 3 * (enc + 2 * n_masked * head_macs) + 2 * n_masked * head_macs,
+             gemm_shapes(cand, bs, n_masked, V, True, heads=(H, H))),
+            ("student masked-LM step", mlm_step, 3 * (enc + 2 * n_masked * head_macs),
+             gemm_shapes(cand, bs, n_masked, V, True, heads=(H,)))]
+
+
+def timed_step(step, flops: float, shapes: list[tuple], repeats: int) -> tuple[list[float], tuple[float, float]]:
+    """(step times, (seconds, FLOPs) of the step's matmuls alone)."""
+    return timed(step, repeats), gemms_alone(shapes)
+
+
+def reached(times: list[float], flops: float, alone: tuple[float, float], ceiling: float) -> dict:
+    """Median step time and the share of ``ceiling`` it reaches, with the step's matmuls alone."""
+    med, lo, hi = median_spread(times)
+    gflops = flops / med / 1e9
+    alone_s, alone_f = alone
+    return {"ms": f"{med * 1e3:.0f} ({lo * 1e3:.0f}-{hi * 1e3:.0f})", "gflops": f"{gflops:.1f}",
+            "of": f"{gflops / ceiling:.0%}", "alone_ms": f"{alone_s * 1e3:.0f}",
+            "alone_of": f"{alone_f / alone_s / 1e9 / ceiling:.0%}", "med": med}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="demo")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES),
+                    help="candidates of the second table (one thread); none to skip it")
     args = ap.parse_args()
 
     from nas.runtime import keep_freed_memory
@@ -101,7 +155,6 @@ def main() -> int:
     import torch
 
     from nas.distill import DistillSettings
-    from nas.distill import train as T
     from nas.distill.teacher_cache import teacher_cache
     from nas.mlm import encode
     from nas.ops import count
@@ -113,57 +166,49 @@ def main() -> int:
     s = DistillSettings.for_space(space, transfer_batches=2)
     teacher = load_teacher(space)
     cache = teacher_cache(teacher, s)
-    H, V = space.fixed["hidden_size"], space.fixed["vocab_size"]
-    head_macs = H * H + H * V  # MLM head per masked position: transform + vocabulary projection
-    cand = space.build(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk")
+    V = space.fixed["vocab_size"]
+    cand = space.build(**SIZES["mid"])
     b = cache.transfer[0]
     bs, n_masked = b.input_ids.shape[0], int((b.labels != -100).sum())
-    L = cand.num_layers
-    rows = []
+    rows, size_rows = [], []
     for threads in args.threads:
         torch.set_num_threads(threads)
         ceiling = matmul_ceiling(threads)
         tmodel = teacher.model.eval()
-        tb = next(iter(cache.transfer))  # a teacher forward is timed at the same batch as the student
 
         def teacher_forward():
             with torch.no_grad():
-                encode(tmodel, tb, output_hidden_states=True, output_attentions=True)
+                encode(tmodel, b, output_hidden_states=True, output_attentions=True)
 
-        torch.manual_seed(0)
-        student = T.init_student(cand, teacher, True, 0).train()
-        stage = T._Stage([{"params": list(student.parameters())}], s.lr)
-
-        def layer_step():
-            outs = T._forward_upto(student, b.input_ids, L - 1)
-            stage.step(T._layer_loss(student, cache, 0, L - 1, outs, s), "layer transfer")
-
-        def pd_step():
-            stage.step(T._kd_step_loss(student, teacher, cache, 0, s, "cpu"), "pre-training distillation")
-
-        def mlm_step():
-            stage.step(T._mlm_step_loss(student, cache, 0, "cpu"), "masked-LM")
-
-        enc = count(cand).flops * bs  # teacher and student share the space's hidden width H (their MLM heads)
-        cases = (("teacher forward", teacher.candidate, teacher_forward, count(teacher.candidate).flops * bs,
-                  gemm_shapes(teacher.candidate, bs, n_masked, V, train=False)),
-                 ("student layer-transfer step", cand, layer_step, 3 * enc, gemm_shapes(cand, bs, n_masked, V, True)),
-                 ("student distillation step", cand, pd_step, 3 * (enc + 2 * n_masked * head_macs) + 2 * n_masked * head_macs,
-                  gemm_shapes(cand, bs, n_masked, V, True, heads=(H, H))),
-                 ("student masked-LM step", cand, mlm_step, 3 * (enc + 2 * n_masked * head_macs),
-                  gemm_shapes(cand, bs, n_masked, V, True, heads=(H,))))
-        for role, c, step, flops, shapes in cases:
-            times = timed(step, args.repeats)
-            med, lo, hi = median_spread(times)
-            gflops = flops / med / 1e9
-            alone_s, alone_f = gemms_alone(shapes)
-            alone = alone_f / alone_s / 1e9
-            rows.append([role, c.label, threads, f"{bs}x{c.seq_len}", f"{bs * c.seq_len / med:,.0f}",
-                         f"{med * 1e3:.0f} ({lo * 1e3:.0f}-{hi * 1e3:.0f})", f"{gflops:.1f}", f"{ceiling:.0f}",
-                         f"{gflops / ceiling:.0%}", f"{alone_s * 1e3:.0f}", f"{alone / ceiling:.0%}"])
+        cases = [("teacher forward", teacher.candidate, teacher_forward, count(teacher.candidate).flops * bs,
+                  gemm_shapes(teacher.candidate, bs, n_masked, V, train=False))]
+        cases += [(role, cand, step, flops, shapes) for role, step, flops, shapes in student_cases(cand, teacher, cache,
+                                                                                                s, n_masked)]
+        measured = [(role, c, step, flops, shapes, *timed_step(step, flops, shapes, args.repeats))
+                    for role, c, step, flops, shapes in cases]
+        ceiling = max(ceiling, matmul_ceiling(threads))  # before and after the rows: the best of both
+        for role, c, _, flops, _, times, alone in measured:
+            m = reached(times, flops, alone, ceiling)
+            rows.append([role, c.label, threads, f"{bs}x{c.seq_len}", f"{bs * c.seq_len / m['med']:,.0f}", m["ms"],
+                         m["gflops"], f"{ceiling:.0f}", m["of"], m["alone_ms"], m["alone_of"]])
             print(rows[-1], flush=True)
+    if args.sizes:
+        torch.set_num_threads(1)
+        ceiling = matmul_ceiling(1)
+        measured = []
+        for size in args.sizes:
+            c = space.build(**SIZES[size])
+            measured += [(size, c, role, flops, *timed_step(step, flops, shapes, args.repeats))
+                         for role, step, flops, shapes in student_cases(c, teacher, cache, s, n_masked)]
+        ceiling = max(ceiling, matmul_ceiling(1))
+        for size, c, role, flops, times, alone in measured:
+            m = reached(times, flops, alone, ceiling)
+            size_rows.append([size, c.label, f"{count(c).params / 1e6:.2f}", role.removeprefix("student "),
+                              m["ms"], m["gflops"], f"{ceiling:.0f}", m["of"], m["alone_of"]])
+            print(size_rows[-1], flush=True)
     body = ("Median of {r} steps after one warm-up (min-max in brackets); {m} masked positions per batch. "
-            "Ceiling: fp32 2048^3 matmul on the same threads, measured in the same run. Allocator: {a}.\n\n"
+            "Ceiling: the best of 9 fp32 2048^3 matmuls on the same threads, measured before and after the rows "
+            "it divides (the higher of the two). Allocator: {a}.\n\n"
             ).format(r=args.repeats, m=n_masked, a=allocator) + markdown_table(
         ["what", "model", "threads", "batch", "tokens/s", "ms/step", "GFLOP/s", "ceiling GFLOP/s", "of ceiling",
          "matmuls alone ms", "matmuls alone, of ceiling"], rows) + (
@@ -171,6 +216,10 @@ def main() -> int:
         "this batch, the MLM heads at the masked positions; forward, input- and weight-gradient products of each "
         "trained one) timed back to back with nothing else, so the share of the ceiling those shapes allow at "
         "best; the gap to \"of ceiling\" is everything that is not a matrix product.")
+    if size_rows:
+        body += ("\n\n## By candidate width (one thread, batch {b}x{t})\n\n".format(b=bs, t=cand.seq_len)
+                 + markdown_table(["size", "model", "params M", "step", "ms/step", "GFLOP/s", "ceiling GFLOP/s",
+                                   "of ceiling", "matmuls alone, of ceiling"], size_rows))
     write_result("train_throughput", "Training throughput", body)
     return 0
 
