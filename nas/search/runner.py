@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from nas.distill.settings import user_data_of
 from nas.errors import UserError
 from nas.records import StudyMeta
-from nas.distill.settings import user_data_of
 from nas.search.early_stop import EarlyStopRule
 from nas.search.objective import TrialContext
 from nas.search.progress import Summary, summarize
