@@ -143,6 +143,21 @@ def test_no_finished_trials_is_a_message(tmp_path):
     assert "no finished trials yet" in texts(at, "info") and "2 running" in texts(at, "info")
 
 
+def test_a_study_on_the_users_data_says_so(tmp_path):
+    import dataclasses
+
+    import optuna
+
+    from dashboard.synthetic import write_synthetic_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    write_synthetic_study(url, "mine", 5, seed=3)
+    study = optuna.load_study(study_name="mine", storage=url)
+    mine = "corpus: 1 user file(s), token sha256 0123456789abcdef"
+    dataclasses.replace(data.StudyMeta.from_study(study), user_data=mine).save(study)
+    assert f"Your data: {mine}." in texts(run_app(url), "caption")
+
+
 def test_profile_switch_rescores(study_db):
     from dashboard.synthetic import first_installed_profile
 
