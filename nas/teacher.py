@@ -108,6 +108,26 @@ def data_note(teacher: Teacher, corpus) -> str | None:
             f"are distilled and scored on {corpus.description} (--corpus picks their text)")
 
 
+def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: str,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    """Score ``model`` on ``corpus``'s fixed held-out batches and log it: the ``heldout`` entry of
+    teacher.json, naming its data."""
+    from nas.data.corpus import heldout_batches
+    from nas.mlm import evaluate_mlm
+
+    scores = evaluate_mlm(model, heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches),
+                          device=device)
+    log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
+        f"({scores.n_masked:,} masked positions)")
+    return {**scores.as_dict(), "data": f"held-out split: {corpus.description}"}
+
+
+def _provenance(command: str | None) -> dict[str, str]:
+    """When and by which command a teacher folder was written (teacher.json)."""
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command or "mbnas " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
+
+
 def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu", out: Path | None = None,
                   corpus_files: list[Path] | None = None, log: Callable[[str], None] = print,
                   command: str | None = None) -> Teacher:
@@ -115,8 +135,8 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     import numpy as np
     import torch
 
-    from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
-    from nas.mlm import evaluate_mlm, mlm_loss
+    from nas.data.corpus import corpus_for, make_mlm_batches
+    from nas.mlm import mlm_loss
     from nas.models import build_masked_lm
 
     recipe = recipe or RECIPES.get(space.name, DEFAULT_RECIPE)
@@ -130,7 +150,6 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
     batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(recipe.seed))
-    heldout = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=recipe.eval_batches)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
 
     t0 = time.time()
@@ -154,17 +173,12 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
             el = time.time() - t0
             log(f"  step {step + 1}/{recipe.steps}  loss {loss.item():.3f}  {tokens / el:,.0f} tok/s  {el / 60:.1f} min")
     seconds = time.time() - t0
-    scores = evaluate_mlm(model, heldout, device=device)
-    log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
-        f"({scores.n_masked:,} masked positions)")
     meta = {
         "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
         "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
         "data_hash": corpus.data_hash, "data": corpus.description,
-        "heldout": {**scores.as_dict(), "data": f"held-out split: {corpus.description}"},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or "mbnas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        "torch": torch.__version__,
+        "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log),
+        **_provenance(command), "torch": torch.__version__,
     }
     return save_teacher(model, cand, meta, out)
 
@@ -201,11 +215,8 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
     their hash like a teacher trained here. Safetensors only: a pickled ``pytorch_model.bin`` is not
     loaded (it can run code); convert it where it was made.
     """
-    from safetensors.torch import load_file
-
     from nas.arch import resolve_arch
-    from nas.data.corpus import corpus_for, heldout_batches
-    from nas.mlm import evaluate_mlm
+    from nas.data.corpus import corpus_for
     from nas.models import build_masked_lm
 
     src = Path(src)
@@ -221,36 +232,30 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
         raise UserError(f"{src}: shape {cand.label} (layers {cand.num_layers}, width {cand.hidden_size}) does not fit "
                         f"space '{space.name}''s teacher {space.teacher.label}; choose the space it was trained for")
     model = build_masked_lm(cand)
-    state = load_file(str(weights))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    # transformers saves tied tensors once: the MLM decoder shares the word embeddings and its bias
-    missing = [k for k in missing if not k.startswith("cls.predictions.decoder.")]
-    if missing or unexpected:
-        raise UserError(f"{weights}: weights do not match the teacher's modules "
-                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-    model.tie_weights()
-    corpus = corpus_for(corpus_files)
-    heldout = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=RECIPES.get(space.name, DEFAULT_RECIPE)
-                              .eval_batches)
-    scores = evaluate_mlm(model.to(device), heldout, device=device)
-    log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
-        f"({scores.n_masked:,} masked positions)")
-    meta = {
-        "space": space.name, "candidate": cand.to_dict(), "imported_from": str(src.resolve()),
-        "data": "not recorded (imported)",
-        "heldout": {**scores.as_dict(), "data": f"held-out split: {corpus.description}"},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command or "mbnas " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    }
+    _load_weights(model, weights)
+    heldout = _heldout_record(model.to(device), corpus_for(corpus_files), cand,
+                              RECIPES.get(space.name, DEFAULT_RECIPE).eval_batches, device, log)
+    meta = {"space": space.name, "candidate": cand.to_dict(), "imported_from": str(src.resolve()),
+            "data": "not recorded (imported)", "heldout": heldout, **_provenance(command)}
     return save_teacher(model.cpu(), cand, meta, out)
 
 
 # ------------------------------------------------------------------------------------------------
 # loading
-def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None = None) -> Teacher:
-    """Load and verify a teacher folder (our layout: the three files above)."""
+def _load_weights(model, weights: Path) -> None:
+    """Load ``weights`` (safetensors) into ``model``, or a ``UserError`` naming what does not match.
+    Tied tensors (the MLM decoder shares the word embeddings) may be stored once, as transformers and
+    ``save_teacher`` both do."""
     from safetensors.torch import load_model
 
+    missing, unexpected = load_model(model, str(weights), strict=False)
+    if missing or unexpected:
+        raise UserError(f"{weights}: weights do not match the teacher's modules "
+                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+
+def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None = None) -> Teacher:
+    """Load and verify a teacher folder (our layout: the three files above)."""
     from nas.models import build_masked_lm
 
     path = Path(path)
@@ -268,10 +273,7 @@ def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None =
         raise UserError(f"{path / WEIGHTS}: sha256 {digest[:12]} does not match the recorded {meta.get('hash')}; "
                         f"the file is corrupt or was replaced: retrain or restore it")
     model = build_masked_lm(cand)
-    missing, unexpected = load_model(model, str(path / WEIGHTS), strict=False)
-    if missing or unexpected:
-        raise UserError(f"{path / WEIGHTS}: weights do not match the teacher's modules "
-                        f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    _load_weights(model, path / WEIGHTS)
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
