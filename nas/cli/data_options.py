@@ -21,8 +21,8 @@ def data_settings(args) -> dict:
     """``DistillSettings`` fields for the options given, as absolute paths (search workers and Ray
     trials may run in another directory)."""
     out: dict = {}
-    if getattr(args, "corpus", None):
+    if args.corpus:
         out["corpus"] = tuple(str(Path(p).resolve()) for p in args.corpus)
-    if getattr(args, "task_csv", None):
+    if args.task_csv:
         out["task_csv"] = str(Path(args.task_csv).resolve())
     return out

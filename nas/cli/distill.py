@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_distill(args) -> int:
     from nas.arch import resolve_arch
+    from nas.data.corpus import corpus_for
     from nas.distill import Diverged, DistillSettings, distill_candidate
     from nas.distill.settings import user_data_of
     from nas.errors import UserError
@@ -55,12 +56,13 @@ def cmd_distill(args) -> int:
                               "score_name": args.score}.items() if v is not None}
     settings = DistillSettings.for_space(space, strategy=args.strategy, objective=args.objective,
                                          device=args.device, seed=args.seed, **over, **data_settings(args))
-    _, note = user_data_of(settings, teacher)  # checks the files before any training
+    corpus = corpus_for(settings.corpus)  # loaded once: checked here, trained on below
+    _, note = user_data_of(settings, teacher, corpus)  # checks the files before any training
     if note:
         print(note, file=sys.stderr)
     losses = []
     try:
-        r = distill_candidate(c, teacher, settings, on_layer=lambda l, v: losses.append((l, v)))
+        r = distill_candidate(c, teacher, settings, on_layer=lambda l, v: losses.append((l, v)), corpus=corpus)
     except Diverged as exc:
         raise UserError(f"candidate {c.label} diverged: {exc}; lower --lr") from None
     if args.out:

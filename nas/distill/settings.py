@@ -111,10 +111,10 @@ class DistillSettings:
         return cls(**{**base, **overrides})
 
 
-def user_data_of(s: DistillSettings, teacher) -> tuple[str | None, str | None]:
+def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, str | None]:
     """(the user's data of ``s`` named by content, or None for the built-in data; the line
     ``nas.teacher.data_note`` has for ``teacher``). Reads and checks the files, so a bad one is
-    reported before any training.
+    reported before any training. ``corpus``: ``s.corpus`` already loaded (``corpus_for``), if at hand.
 
     Content, not paths: a search resumed after its files changed would mix trials scored on two data
     sets, while the same files moved elsewhere are the same study (``StudyMeta.user_data``)."""
@@ -125,7 +125,7 @@ def user_data_of(s: DistillSettings, teacher) -> tuple[str | None, str | None]:
     from nas.data.downstream import load_downstream
     from nas.teacher import data_note
 
-    corpus = corpus_for(s.corpus)
+    corpus = corpus or corpus_for(s.corpus)
     parts = [f"corpus: {corpus.description}, token sha256 {corpus.data_hash[:16]}"] if s.corpus else []
     if s.task_csv:
         path = Path(s.task_csv)
