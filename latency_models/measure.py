@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nas.candidate import Candidate
-from nas.errors import UserError, require
+from nas.errors import UserError, check_choice, require
 
 CLOCKS = ("auto", "cpu", "wall")
 
@@ -159,8 +159,7 @@ def measure_tflite(path: str | Path, threads: int = 1, runs: int = 30, warmup: i
     At least ``runs`` timed runs, and more (up to 20,000) until ``min_time_s`` of timed runs have
     passed: a 0.1 ms model timed 30 times would sample 3 ms of a noisy machine.
     """
-    if clock not in CLOCKS:
-        raise UserError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    check_choice("clock", clock, CLOCKS)
     if threads < 1 or runs < 1 or warmup < 0:
         raise UserError(f"threads and runs must be >= 1 and warmup >= 0 (got {threads}, {runs}, {warmup})")
     path = Path(path)
@@ -230,8 +229,7 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
     ``estimator`` picks ``latency_ms``: the median of all runs, the lowest per-round median
     (``best_round``: the least loaded round), or the 10th percentile of all runs; all three are kept.
     """
-    if estimator not in ESTIMATORS:
-        raise UserError(f"estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    check_choice("estimator", estimator, ESTIMATORS)
     import random
 
     paths = [Path(p) for p in paths]

@@ -28,6 +28,7 @@ import numpy as np
 
 from nas.candidate import Candidate
 from nas.errors import UserError
+from nas.files import builtin_names, builtin_or_file
 from nas.ops import OP_CLASSES
 from latency_models.features import CLASS_MATRIX, FEATURES, features_from_ops, features_many
 
@@ -153,17 +154,12 @@ class DeviceProfile:
 
 def list_profiles() -> list[str]:
     """Names of the built-in device profiles."""
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.json"))
+    return builtin_names(PROFILES_DIR, ".json")
 
 
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """A built-in profile by name, or a profile JSON file (e.g. one written by ``mbnas latency calibrate``)."""
-    p = Path(name_or_path)
-    if str(name_or_path) in list_profiles():
-        p = PROFILES_DIR / f"{name_or_path}.json"
-    elif not (p.suffix == ".json" and p.is_file()):
-        raise UserError(f"unknown device profile '{name_or_path}'; known: {', '.join(list_profiles())} "
-                        f"(or give a profile .json file)")
+    p = builtin_or_file(name_or_path, PROFILES_DIR, ".json", "device profile", suffixes=(".json",))
     from nas.arch import load_json
 
     prof = DeviceProfile.from_dict(load_json(p), where=str(p))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError
+from nas.errors import UserError, check_choice
 
 NORMS = ("layer_norm", "no_norm")
 ACTIVATIONS = ("gelu", "relu")
@@ -75,14 +75,8 @@ class Candidate:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UserError(f"candidate field '{f}' must be a positive integer, got {v!r}")
-        if self.norm not in NORMS:
-            raise UserError(f"candidate field 'norm' must be one of {list(NORMS)}, got {self.norm!r}")
-        if self.act not in ACTIVATIONS:
-            raise UserError(f"candidate field 'act' must be one of {list(ACTIVATIONS)}, got {self.act!r}")
-        if self.attention not in ATTENTIONS:
-            raise UserError(
-                f"candidate field 'attention' must be one of {list(ATTENTIONS)}, got {self.attention!r}"
-            )
+        for f, allowed in (("norm", NORMS), ("act", ACTIVATIONS), ("attention", ATTENTIONS)):
+            check_choice(f"candidate field '{f}'", getattr(self, f), allowed)
         if self.attention_width % self.num_heads:
             raise UserError(
                 f"attention width {self.attention_width} is not divisible by num_heads={self.num_heads}"

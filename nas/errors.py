@@ -34,6 +34,13 @@ class MissingExtraError(UserError):
         )
 
 
+def check_choice(what: str, value, choices) -> None:
+    """Refuse a value outside ``choices`` in one line: ``what`` names where it came from (a flag,
+    a field), the line names the value and every allowed one."""
+    if value not in choices:
+        raise UserError(f"{what} is {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
 def require(module: str, extra: str):
     """Import an optional backend lazily, raising an install hint when it is missing."""
     import importlib

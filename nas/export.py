@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError, require
+from nas.errors import UserError, check_choice, require
 from nas.pareto import knee_point, pareto_front
 from nas.records import StudyMeta
 
@@ -83,7 +83,8 @@ def pick_trial(study, trial: int | None = None, pick: str | None = None, under_m
         return done[front[0].index]
     if pick == "most-accurate":
         return done[front[-1].index]
-    raise UserError(f"--pick {pick!r}: choose one of {', '.join(PICKS)}")
+    check_choice("--pick", pick, PICKS)
+    raise AssertionError(f"--pick {pick!r} is in PICKS but has no rule")
 
 
 def _prepare_out(out: Path) -> Path:

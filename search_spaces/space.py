@@ -47,6 +47,7 @@ import yaml
 
 from nas.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
 from nas.errors import UserError
+from nas.files import builtin_names, builtin_or_file
 from nas.ops import count, mha_params_per_block
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -200,17 +201,12 @@ class SearchSpace:
 # ------------------------------------------------------------------------------------------------
 # loading and validation: every problem is one line naming the file, the field and what is allowed
 def builtin_spaces() -> list[str]:
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+    return builtin_names(BUILTIN_DIR, ".yaml")
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """A built-in space by name, or a YAML file."""
-    p = Path(name_or_path)
-    if str(name_or_path) in builtin_spaces():
-        p = BUILTIN_DIR / f"{name_or_path}.yaml"
-    elif not p.exists():
-        raise UserError(f"'{name_or_path}' is neither a built-in space ({', '.join(builtin_spaces())}) "
-                        f"nor an existing file")
+    p = builtin_or_file(name_or_path, BUILTIN_DIR, ".yaml", "space")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from nas.errors import UserError
+from nas.errors import UserError, check_choice
 from nas.records import SCORE_MEANINGS
 
 # progressive / joint / auxiliary: MobileBERT's three knowledge-transfer schemes (paper section 4.3)
@@ -82,12 +82,9 @@ class DistillSettings:
     task_csv: str | None = None
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"unknown strategy '{self.strategy}'; choose from {', '.join(STRATEGIES)}")
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"unknown objective '{self.objective}'; choose from {', '.join(OBJECTIVES)}")
-        if self.score_name not in SCORES:
-            raise UserError(f"unknown score '{self.score_name}'; choose from {', '.join(SCORES)}")
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("score", self.score_name, SCORES)
         for f in ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches"):
             if getattr(self, f) < 0 or (f != "pd_steps" and getattr(self, f) == 0):
                 raise UserError(f"distill setting '{f}' must be positive, got {getattr(self, f)}")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError
+from nas.errors import UserError, check_choice
 from nas.records import DIRECTIONS, StudyMeta, TrialRecord
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
@@ -253,7 +253,8 @@ def make_sampler(name: str, seed: int | None, n_objectives: int = 2):
         return gp_with_fallback(seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise UserError(f"--sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    check_choice("--sampler", name, SAMPLERS)
+    raise AssertionError(f"--sampler {name!r} is in SAMPLERS but has no rule")
 
 
 def gp_with_fallback(seed: int | None):

@@ -15,8 +15,8 @@ DATA = Path(__file__).parent / "data"
 
 def test_console_script_bad_device_exit_2(mbnas):
     code, out, err = mbnas("latency", "predict", "--device", "pixel9", "mobilebert")
-    assert code == 2 and err.strip() == ("mbnas: error: unknown device profile 'pixel9'; known: host-cpu-litert, "
-                                         "pixel4-cpu-tflite (or give a profile .json file)")
+    assert code == 2 and err.strip() == ("mbnas: error: 'pixel9' is neither a built-in device profile (host-cpu-litert, "
+                                         "pixel4-cpu-tflite) nor a .json file")
 
 
 def test_devices(cli):
@@ -46,10 +46,10 @@ def test_predict_json(cli, tmp_path):
 
 @pytest.mark.parametrize("args,match", [
     (("predict", "--device", "pixel9", "mobilebert"),
-     "unknown device profile 'pixel9'; known: host-cpu-litert, pixel4"),
+     "'pixel9' is neither a built-in device profile (host-cpu-litert, pixel4"),
     (("predict", "--device", "pixel4-cpu-tflite", "gpt-5"), "neither a reference architecture"),
     (("predict", "--device", "pixel4-cpu-tflite", "mobilebert", "--seq-len", "0"), "--seq-len must be >= 1"),
-    (("report", "--device", "nope"), "unknown device profile 'nope'"),
+    (("report", "--device", "nope"), "'nope' is neither a built-in device profile"),
     (("dataset", "--space", "smoke", "-n", "1", "--out", "x.csv", "--layers", "a,b"), "--layers must be"),
     (("dataset", "--space", "nope", "-n", "1", "--out", "x.csv"), "neither a built-in space"),
     (("calibrate", "--device", "p", "missing.csv"), "missing.csv: no such file"),

@@ -93,10 +93,10 @@ def test_candidate_json_roundtrip(tmp_path):
 
 
 @pytest.mark.parametrize("bad,msg", [
-    ({"norm": "batch_norm"}, "'norm' must be one of"),
+    ({"norm": "batch_norm"}, "'norm' is 'batch_norm'; choose one of"),
     ({"intra_size": 30}, "not divisible by num_heads"),
     ({"num_ffn": 0}, "must be a positive integer"),
-    ({"attention": "magic"}, "'attention' must be one of"),
+    ({"attention": "magic"}, "'attention' is 'magic'; choose one of"),
 ])
 def test_candidate_rejects_bad_values(bad, msg):
     base = REFERENCES["mobilebert"].candidate.to_dict()
