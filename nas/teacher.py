@@ -25,7 +25,6 @@ import os
 import shlex
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Callable
 
 from nas.candidate import Candidate
 from nas.data.sources import sha256_file
+from nas.device import autocast_for
 from nas.errors import UserError
 
 ASSET_DIR = Path(__file__).parent / "assets" / "teachers"
@@ -150,7 +150,7 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
     batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(recipe.seed))
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
+    amp = autocast_for(device)
 
     t0 = time.time()
     tokens = 0

@@ -37,12 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_distill(args) -> int:
     from nas.arch import resolve_arch
     from nas.data.corpus import corpus_for
+    from nas.device import check_device
     from nas.distill import Diverged, DistillSettings, distill_candidate
     from nas.distill.settings import user_data_of
     from nas.errors import UserError
     from nas.teacher import load_teacher
     from search_spaces import load_space
 
+    check_device(args.device)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli.data_options import add_corpus
+from nas.device import check_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,7 @@ def cmd_train(args) -> int:
     from nas.teacher import DEFAULT_RECIPE, RECIPES, describe, find_teacher, load_teacher, train_teacher
     from search_spaces import load_space
 
+    check_device(args.device)
     space = load_space(args.space)
     changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed") if getattr(args, k) is not None}
     if not args.force and args.out is None and find_teacher(space) is not None:
@@ -89,6 +91,7 @@ def cmd_import(args) -> int:
     from nas.teacher import describe, import_teacher
     from search_spaces import load_space
 
+    check_device(args.device)
     t = import_teacher(load_space(args.space), args.checkpoint, corpus_files=args.corpus, device=args.device,
                        out=args.out)
     print(f"saved {describe(t)}")

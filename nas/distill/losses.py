@@ -25,6 +25,7 @@ def feature_map_loss(s: torch.Tensor, t: torch.Tensor, w) -> torch.Tensor:
     (``feature_map_loss_reference`` is the textbook form the tests compare it with).
     """
     h = s.shape[-1]
+    s = s.float()  # under CUDA autocast a block may hand out bf16; the variance term weighs 5000 (no-op in fp32)
     with torch.no_grad():  # the teacher's side is a constant: no tape
         t = t.float()
         t_ln = F.layer_norm(t, (h,))

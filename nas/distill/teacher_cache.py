@@ -3,11 +3,15 @@
 The teacher never changes during a search, and neither do the transfer batches, so its feature
 maps and attention maps are computed once (the teacher's forward pass was a third of every
 candidate's distillation time when recomputed per step). Stored in fp16 to halve memory:
-at the demo shape, 64 batches of 32 x 64 tokens take ~0.45 GB.
+at the demo shape, 64 batches of 32 x 64 tokens take ~0.45 GB. At paper scale they would not fit
+(512 batches of 128 x 128 tokens through 24 blocks of width 512: ~0.8 GB a batch, ~420 GB), so
+only the batches that fit in ``transfer_cache_bytes()`` are kept and the rest are recomputed by a
+teacher pass when a step needs them, as the paper's recipe does for every step.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,17 +20,49 @@ import torch
 from nas.data.tokenizer import Batch
 
 
+class TeacherOutputs:
+    """``outputs[i]`` -> (hidden (L+1, B, T, H), attn (L, B, heads, T, T)), fp16, of transfer batch i:
+    the embeddings' and each block's output, and each block's attention distributions. The first
+    ``kept`` batches are stored; any later one is a teacher pass when asked for (the last one is
+    remembered, since a step reads the same batch for every layer)."""
+
+    def __init__(self, model, batches: list[Batch], device: str, budget_bytes: int) -> None:
+        self.model, self.batches, self.device = model, batches, device
+        c = model.config
+        per_batch = batches[0].input_ids.numel() * 2 * ((c.num_hidden_layers + 1) * c.hidden_size
+                                                        + c.num_hidden_layers * c.num_attention_heads
+                                                        * batches[0].input_ids.shape[1]) if batches else 0
+        self.kept = len(batches) if not per_batch else min(len(batches), budget_bytes // per_batch)
+        self._stored = [self._run(b) for b in batches[: self.kept]]
+        self._last: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    @torch.no_grad()
+    def _run(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model.mobilebert(input_ids=b.input_ids.to(self.device), output_hidden_states=True,
+                                    output_attentions=True)
+        return torch.stack(out.hidden_states).half(), torch.stack(out.attentions).half()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i < self.kept:
+            return self._stored[i]
+        if self._last is None or self._last[0] != i:
+            self._last = (i, self._run(self.batches[i]))
+        return self._last[1]
+
+
 @dataclass
 class TeacherCache:
-    """transfer: fixed masked batches; hidden[i]: (L+1, B, T, H) fp16 (embeddings, then each block);
-    attn[i]: (L, B, heads, T, T) fp16; heldout: fixed held-out batches; heldout_hidden[i]: (L+1, B, T, H) fp16, or None when
+    """transfer: fixed masked batches; outputs[i]: the teacher's (hidden, attn) of transfer batch i
+    (``TeacherOutputs``); heldout: fixed held-out batches; heldout_hidden[i]: (L+1, B, T, H) fp16, or None when
     keeping every block's held-out states would exceed ``HELDOUT_CACHE_BYTES`` (evaluation then runs
     the teacher itself).
     data: description of the corpus; data_hash: its hash."""
 
     transfer: list[Batch]
-    hidden: list[torch.Tensor]
-    attn: list[torch.Tensor]
+    outputs: TeacherOutputs
     heldout: list[Batch]
     heldout_hidden: list[torch.Tensor] | None
     data: str
@@ -39,6 +75,21 @@ _CACHE: dict[tuple, TeacherCache] = {}
 HELDOUT_CACHE_BYTES = 1 << 30
 
 
+def transfer_cache_bytes() -> int:
+    """How much of the teacher's transfer-batch outputs to keep: ``MBNAS_TEACHER_CACHE_GB`` (default
+    2 GB, on the training device: the demo's 0.45 GB fits whole, paper scale keeps ~2 of 512 batches)."""
+    raw = os.environ.get("MBNAS_TEACHER_CACHE_GB", "2")
+    try:
+        gb = float(raw)
+    except ValueError:
+        gb = -1.0
+    if not gb >= 0:
+        from nas.errors import UserError
+
+        raise UserError(f"MBNAS_TEACHER_CACHE_GB={raw!r}: give a number of gigabytes >= 0 (0 keeps none)")
+    return int(gb * 1e9)
+
+
 @torch.no_grad()
 def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     """Build (or reuse, within this process) the shared teacher outputs for ``settings``, on
@@ -47,7 +98,8 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
 
     corpus = corpus or corpus_for(settings.corpus)  # cached token streams: ~20 ms once tokenised
     key = (teacher.hash, corpus.data_hash, teacher.candidate.seq_len, settings.batch_size,
-           settings.transfer_batches, settings.eval_batches, settings.seed, settings.device)
+           settings.transfer_batches, settings.eval_batches, settings.seed, settings.device,
+           transfer_cache_bytes())
     if key in _CACHE:
         return _CACHE[key]
     seq = teacher.candidate.seq_len
@@ -55,12 +107,7 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     transfer = [next(gen) for _ in range(settings.transfer_batches)]
     heldout = heldout_batches(corpus.heldout, seq, 32, max_batches=settings.eval_batches)
     model = teacher.model.to(settings.device).eval()
-    hidden, attn = [], []
-    for b in transfer:
-        out = model.mobilebert(input_ids=b.input_ids.to(settings.device), output_hidden_states=True,
-                               output_attentions=True)
-        hidden.append(torch.stack(out.hidden_states).half())  # (L+1, B, T, H)
-        attn.append(torch.stack(out.attentions).half())  # (L, B, heads, T, T)
+    outputs = TeacherOutputs(model, transfer, settings.device, transfer_cache_bytes())
     tc = teacher.candidate
     states = (tc.num_layers + 1) * sum(b.input_ids.numel() for b in heldout) * tc.hidden_size * 2
     heldout_hidden = None
@@ -69,7 +116,7 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
                                                        attention_mask=b.attention_mask.to(settings.device),
                                                        output_hidden_states=True).hidden_states).half()
                           for b in heldout]
-    cache = TeacherCache(transfer, hidden, attn, heldout, heldout_hidden,
+    cache = TeacherCache(transfer, outputs, heldout, heldout_hidden,
                          data=f"held-out split: {corpus.description}", data_hash=corpus.data_hash)
     _CACHE.clear()  # one teacher per process at a time: free the previous one
     _CACHE[key] = cache

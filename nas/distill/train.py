@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.candidate import Candidate
+from nas.device import autocast_for
 from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings
 from nas.distill.teacher_cache import TeacherCache, teacher_cache
@@ -153,8 +153,9 @@ class _Stage:
 
 def _layer_loss(student, cache: TeacherCache, i: int, layer: int, outs: list[torch.Tensor], s) -> torch.Tensor:
     """Feature-map + attention transfer of one layer on transfer batch i."""
-    fm = feature_map_loss(outs[layer], cache.hidden[i][layer + 1].to(outs[layer].device), s.weights)
-    at = attention_loss(student._mbnas_attn[layer], cache.attn[i][layer].to(outs[layer].device))
+    hidden, attn = cache.outputs[i]
+    fm = feature_map_loss(outs[layer], hidden[layer + 1].to(outs[layer].device), s.weights)
+    at = attention_loss(student._mbnas_attn[layer], attn[layer].to(outs[layer].device))
     return fm + s.weights.attention * at
 
 
@@ -163,7 +164,7 @@ def _kd_step_loss(student, teacher, cache: TeacherCache, i: int, s, device: str)
     hidden = student.mobilebert(input_ids=b.input_ids).last_hidden_state
     logits = masked_logits(student, hidden, b.labels).float()
     with torch.no_grad():
-        t_logits = masked_logits(teacher.model, cache.hidden[i][-1].to(device).float(), b.labels)
+        t_logits = masked_logits(teacher.model, cache.outputs[i][0][-1].to(device).float(), b.labels)
     return kd_loss(logits, t_logits, b.labels[b.labels != -100], s.alpha, s.temperature)
 
 
@@ -274,9 +275,8 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
     student = init_student(c, teacher, from_teacher=s.strategy != "none", seed=s.seed).to(device).train()
     L = c.num_layers
     stage_steps = L * s.layer_steps
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
     layer_losses: list[float] = []
-    with autocast:
+    with autocast_for(device):
         if s.strategy == "progressive":
             layer_losses = _progressive(student, teacher, cache, s, on_layer, device)
             _pd(student, teacher, cache, s, device, s.pd_steps, offset=stage_steps)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.distill.settings import user_data_of
-from nas.errors import UserError
+from nas.device import check_device
+from nas.errors import UserError, check_choice
 from nas.records import StudyMeta
 from nas.search.early_stop import EarlyStopRule
 from nas.search.objective import TrialContext
@@ -96,20 +97,22 @@ class SearchResult:
 def _check(cfg: SearchConfig) -> None:
     from nas.distill import STRATEGIES
 
-    if cfg.strategy not in (*STRATEGIES, "search"):
-        raise UserError(f"--strategy {cfg.strategy!r}: choose one of {', '.join(STRATEGIES)}, or 'search'")
-    if cfg.objective not in OBJECTIVES:
-        raise UserError(f"--objective {cfg.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-    if cfg.sampler not in SAMPLERS:
-        raise UserError(f"--sampler {cfg.sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    if cfg.backend not in BACKENDS:
-        raise UserError(f"--backend {cfg.backend!r}: choose one of {', '.join(BACKENDS)}")
+    check_choice("--strategy", cfg.strategy, (*STRATEGIES, "search"))
+    check_choice("--objective", cfg.objective, OBJECTIVES)
+    check_choice("--sampler", cfg.sampler, SAMPLERS)
+    check_choice("--backend", cfg.backend, BACKENDS)
     if cfg.trials < 1:
         raise UserError(f"--trials must be at least 1, got {cfg.trials}")
     if cfg.latency_budget_ms is not None and not cfg.latency_budget_ms > 0:
         raise UserError(f"--latency-budget-ms must be positive, got {cfg.latency_budget_ms}")
-    if cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
-        raise UserError(f"--device {cfg.device!r}: cpu or cuda")
+    if cfg.backend == "ray" and cfg.device.startswith("cuda:"):
+        raise UserError(f"--device {cfg.device} with --backend ray: Ray gives each trial its own GPU "
+                        f"(--gpus-per-trial); give --device cuda")
+    own_flags = {"device": "--device", "seed": "--seed", "strategy": "--strategy", "objective": "--objective",
+                 "score_name": "--score", "corpus": "--corpus", "task_csv": "--task-csv"}
+    for k in cfg.distill_options:
+        if k in own_flags:
+            raise UserError(f"--distill-option {k}: set it with {own_flags[k]}, which the study records")
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"--threads must be at least 1, got {cfg.threads}")
     if cfg.ray_address and cfg.backend != "ray":
@@ -137,11 +140,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     from search_spaces import load_space
 
     _check(cfg)
-    if cfg.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
+    check_device(cfg.device)
     space = load_space(cfg.space)
     profile = load_profile(cfg.device_profile)
     teacher = load_teacher(space, device=cfg.device, path=cfg.teacher)

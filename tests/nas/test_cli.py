@@ -63,3 +63,22 @@ def test_validate_builtin_ok(mbnas):
 
     code, out, err = mbnas("space", "validate", str(BUILTIN_DIR / "demo.yaml"))
     assert code == 0 and out.startswith("ok:")
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["distill", "--space", "smoke", "--arch", "a.json", "--device", "gpu"], "--device 'gpu': give cpu, cuda or cuda:N"),
+    (["distill", "--space", "smoke", "--arch", "a.json", "--device", "mps"], "--device 'mps': give cpu, cuda or cuda:N"),
+    (["teacher", "train", "--space", "smoke", "--device", "cuda:x"], "--device 'cuda:x': give cpu, cuda or cuda:N"),
+    (["teacher", "import", "dir", "--space", "smoke", "--device", "cuda"], "--device cuda: no CUDA device is visible"),
+    (["search", "--space", "smoke", "--device", "cuda:1"], "--device cuda:1: no CUDA device is visible"),
+    (["search", "--space", "smoke", "--backend", "ray", "--device", "cuda:1"], "Ray gives each trial its own GPU"),
+    (["search", "--space", "smoke", "--distill-option", "device=cuda"], "--distill-option device: set it with --device"),
+])
+def test_devices_torch_cannot_use_are_one_line(mbnas, args, msg):
+    """Checked before anything loads: a typo or a missing GPU is not a torch traceback after minutes."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the no-GPU lines cannot show")
+    code, out, err = mbnas(*args)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err

@@ -101,7 +101,7 @@ def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher
     p = run_mbnas(*smoke_search(storage, "--device-profile", "no-such-phone"))
     assert p.returncode == 2 and "no-such-phone" in p.stderr and "Traceback" not in p.stderr
     base = dict(space="smoke", storage=storage, teacher=str(smoke_teacher_dir), threads=1, progress=False)
-    with pytest.raises(UserError, match="--strategy 'magic'"):
+    with pytest.raises(UserError, match="--strategy is 'magic'; choose one of"):
         run_search(SearchConfig(**base, strategy="magic"))
     with pytest.raises(UserError, match="raise the budget"):
         run_search(SearchConfig(**base, latency_budget_ms=1e-6))

@@ -1,0 +1,46 @@
+"""Where training runs: checking a ``--device`` value, and the precision used there.
+
+One place for both, so ``distill``, ``teacher`` and ``search`` accept the same values and refuse
+the rest in one line instead of a torch traceback deep in the first forward pass.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+
+from nas.errors import UserError
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def check_device(device: str, flag: str = "--device") -> str:
+    """``device`` if it is ``cpu``, ``cuda`` or ``cuda:N`` and torch can use it here; else one line."""
+    if not _DEVICE.fullmatch(device):
+        raise UserError(f"{flag} {device!r}: give cpu, cuda or cuda:N")
+    if device == "cpu":
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(f"{flag} {device}: no CUDA device is visible to torch here "
+                        f"(torch {torch.__version__}); use {flag} cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise UserError(f"{flag} {device}: torch sees {torch.cuda.device_count()} CUDA device(s), "
+                        f"numbered from 0")
+    return device
+
+
+def autocast_for(device: str):
+    """Mixed precision for a training step on ``device``: bf16 autocast on a CUDA GPU that computes
+    in bf16 natively (compute capability 8.0+: A100, H100, ...). On older GPUs torch emulates bf16
+    (``is_bf16_supported`` still says yes) and fp16 would need loss scaling, so they train in fp32;
+    on CPU (no bf16 units on this project's machines) fp32 too."""
+    if not device.startswith("cuda"):
+        return nullcontext()
+    import torch
+
+    if torch.cuda.get_device_capability(torch.device(device))[0] < 8:
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
