@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,24 +24,25 @@ def _encoded(seq_len: int, csv_path: str | None):
 
 def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[float, str]:
     """Fine-tune a classifier on the student's encoder for ``s.downstream_steps`` steps; returns
-    (dev accuracy, description of the data)."""
+    (dev accuracy, description of the data). The student itself is not changed (its config neither:
+    it is what gets exported). A fine-tune whose loss or dev logits stop being finite raises
+    ``Diverged``, as pre-training does: argmax over NaN logits is class 0, a fake accuracy."""
     from transformers import MobileBertForSequenceClassification
 
+    from nas.distill.train import Diverged, _Stage
+
     data, train, dev = _encoded(c.seq_len, csv_path)
-    cfg = student.config
+    cfg = copy.deepcopy(student.config)
     cfg.num_labels = data.num_labels
     clf = MobileBertForSequenceClassification(cfg)
     clf.mobilebert.load_state_dict(student.mobilebert.state_dict(), strict=False)  # pooler stays fresh
     clf.to(s.device).train()
-    opt = torch.optim.AdamW(clf.parameters(), lr=s.downstream_lr)
+    stage = _Stage([{"params": list(clf.parameters()), "weight_decay": 0.01}], s.downstream_lr)
     rng = np.random.default_rng(s.seed)
     for _ in range(s.downstream_steps):
         idx = torch.from_numpy(rng.integers(0, len(train), s.batch_size))
         out = clf(input_ids=train.input_ids[idx].to(s.device), attention_mask=train.attention_mask[idx].to(s.device))
-        loss = F.cross_entropy(out.logits.float(), train.labels[idx].to(s.device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        stage.step(F.cross_entropy(out.logits.float(), train.labels[idx].to(s.device)), "downstream fine-tuning")
     clf.eval()
     n = min(len(dev), s.downstream_eval)
     correct = 0
@@ -48,5 +50,7 @@ def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[flo
         for i in range(0, n, 64):
             sl = slice(i, min(n, i + 64))
             logits = clf(input_ids=dev.input_ids[sl].to(s.device), attention_mask=dev.attention_mask[sl].to(s.device)).logits
+            if not torch.isfinite(logits).all():
+                raise Diverged("downstream fine-tuning: the dev logits are not finite")
             correct += (logits.argmax(-1).cpu() == dev.labels[sl]).sum().item()
     return correct / n, f"{data.description}: dev split, first {n} sentences, after {s.downstream_steps} fine-tuning steps"

@@ -206,6 +206,26 @@ def test_distill_downstream_on_the_users_csv(teacher, tmp_path):
     assert r.score_data.startswith("user data set mine.csv: 120 sentences, labels {0: 60, 1: 60}")
 
 
+def test_fine_tune_leaves_the_student_and_fails_when_it_diverges(teacher, tmp_path):
+    """The fine-tune's classifier (3 labels here) does not rewrite the student's config, which is
+    what export writes. NaN logits argmax to class 0: without the check, a diverged fine-tune
+    scored the share of label 0 and the trial counted as complete."""
+    from nas.distill import DistillSettings
+    from nas.distill.downstream import evaluate_downstream
+    from nas.distill.train import Diverged, init_student
+
+    c = load_space("smoke").sample(1, seed=6)[0]
+    s = DistillSettings.for_space("smoke", objective="downstream", task_csv=str(_task(tmp_path / "mine.csv")))
+    student = init_student(c, teacher, from_teacher=True, seed=0)
+    three = tmp_path / "three.csv"
+    three.write_text("text,label\n" + "".join(f"sentence number {i} is here,{i % 3}\n" for i in range(60)))
+    before = student.config.to_dict()
+    acc, _ = evaluate_downstream(student, c, s.replace(downstream_steps=2), str(three))
+    assert 0.0 <= acc <= 1.0 and student.config.to_dict() == before
+    with pytest.raises(Diverged, match="downstream fine-tuning"):
+        evaluate_downstream(student, c, s.replace(downstream_lr=1e30), s.task_csv)
+
+
 @pytest.mark.parametrize(("extra", "content", "msg"), [
     ((), "text,label\n\"ok\",1\n\"bad\",x\n", "mine.csv:3: label 'x' is not a non-negative integer"),
     (("--objective", "mlm"), None, "a task is scored only with --objective downstream"),
@@ -286,3 +306,32 @@ def test_import_refuses_pickles_and_other_shapes(teacher, tmp_path):
     with pytest.raises(UserError, match="does not fit space 'smoke''s teacher"):
         import_teacher(space, tmp_path / "student", out=tmp_path / "t")
     assert not (tmp_path / "t").exists()  # nothing stored
+
+
+def test_teacher_outputs_past_the_budget_are_recomputed(teacher, monkeypatch):
+    """Paper-scale transfer sets do not fit in memory (~420 GB): batches past
+    MBNAS_TEACHER_CACHE_GB are a teacher pass when read, the same tensors as the stored ones, and a
+    distillation with nothing kept scores exactly as one with everything kept."""
+    import torch
+
+    from nas.distill import DistillSettings, distill_candidate
+    from nas.distill.teacher_cache import TeacherOutputs, teacher_cache
+    from nas.errors import UserError
+
+    s = DistillSettings.for_space("smoke").replace(layer_steps=3, pd_steps=3, transfer_batches=3)
+    kept = teacher_cache(teacher, s).outputs
+    assert kept.kept == len(kept) == 3
+    second_only = TeacherOutputs(teacher.model, teacher_cache(teacher, s).transfer, "cpu",
+                                 budget_bytes=kept[0][0].nbytes + kept[0][1].nbytes)
+    assert second_only.kept == 1
+    for i in range(3):
+        for a, b in zip(kept[i], second_only[i]):
+            assert torch.equal(a, b)
+    c = load_space("smoke").sample(1, seed=2)[0]
+    full = distill_candidate(c, teacher, s)
+    monkeypatch.setenv("MBNAS_TEACHER_CACHE_GB", "0")
+    assert teacher_cache(teacher, s).outputs.kept == 0
+    assert distill_candidate(c, teacher, s).scores == full.scores
+    monkeypatch.setenv("MBNAS_TEACHER_CACHE_GB", "lots")
+    with pytest.raises(UserError, match="MBNAS_TEACHER_CACHE_GB='lots'"):
+        teacher_cache(teacher, s)
