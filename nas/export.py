@@ -171,6 +171,10 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
         raise UserError(f"study '{study.study_name}' was not written by 'mbnas search' (no mbnas settings in it)")
     v = pick_trial(study, trial, pick, under_ms)
     rec = v.record
+    if Path(rec.weights).is_absolute() or ".." in Path(rec.weights).parts:
+        # a search writes weights under its run dir; a record naming anything else was not written by it
+        raise UserError(f"trial {v.number}: its record names weights outside the study's run dir "
+                        f"({rec.weights!r}); refusing to copy them")
     trained_dir = Path(meta.run_dir or ".") / Path(rec.weights).parent
     weights = trained_dir / Path(rec.weights).name
     if not weights.exists():

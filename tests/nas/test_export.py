@@ -180,3 +180,28 @@ def test_tflite_matches_pytorch(searched, tmp_path):
     with torch.no_grad():
         ref = MobileBertForMaskedLM.from_pretrained(tmp_path).eval()(input_ids=torch.tensor(ids).long()).logits.numpy()
     assert "model.tflite" in res.files and np.abs(got - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("weights", ["../../etc/passwd", "/etc/passwd"])
+def test_export_copies_only_weights_inside_the_run_dir(searched, tmp_path, weights):
+    """A study in a shared database is data anyone with write access could change: a record naming
+    a file outside the study's run dir is refused, not copied into --out."""
+    import dataclasses
+
+    import optuna
+
+    from nas.export import export_trial
+
+    _, study, _ = searched
+    done = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    rec = dataclasses.replace(TrialRecord.from_trial(done), weights=weights)
+    forged = optuna.create_study(storage=f"sqlite:///{tmp_path / 'f.db'}", study_name="f",
+                                 directions=study.directions)
+    for k, v in study.user_attrs.items():
+        forged.set_user_attr(k, v)
+    forged.add_trial(optuna.trial.create_trial(params=done.params, distributions=done.distributions,
+                                               values=done.values, user_attrs={**done.user_attrs,
+                                                                               **rec.to_user_attrs()}))
+    with pytest.raises(UserError, match="names weights outside the study's run dir"):
+        export_trial(forged, tmp_path / "out", trial=0)
+    assert not (tmp_path / "out").exists()
