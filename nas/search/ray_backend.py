@@ -297,17 +297,36 @@ def ray_cluster(address: str | None, run_dir: Path, num_gpus: int | None, log: C
         ray.shutdown()
 
 
+def _local_resources(cfg: Any, gpus_per_trial: float) -> int:
+    """GPUs to give a local cluster (all torch sees, when trials use any); a trial that asks for more
+    CPUs or GPUs than this machine has is refused here, since Ray would wait for them forever."""
+    cpus = os.cpu_count() or 1
+    if cfg.cpus_per_trial > cpus:
+        raise UserError(f"--cpus-per-trial {cfg.cpus_per_trial:g}: this machine has {cpus} CPUs; a local Ray "
+                        f"cluster could never start a trial")
+    if not gpus_per_trial:
+        return 0
+    import torch
+
+    have = torch.cuda.device_count()
+    if gpus_per_trial > have:
+        raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: torch sees {have} GPU(s) here; a local Ray "
+                        f"cluster could never start a trial")
+    return have
+
+
 def run_ray(prep: Any, log: Callable[[str], None] = print) -> None:
     cfg, study, ctx = prep.config, prep.study, prep.ctx
     gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if cfg.device.startswith("cuda") else 0.0)
     ctx.threads = cfg.threads or max(1, int(cfg.cpus_per_trial))
+    local_gpus = _local_resources(cfg, gpus) if not cfg.ray_address else None
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     summary = summarize(study, prep.meta)
     bar = ProgressBar(cfg.trials, summary.trained, enabled=cfg.progress)
     liveness = Liveness()
     driver = _Driver(prep, bar, liveness, deadline, log)
     try:
-        with ray_cluster(cfg.ray_address, ctx.run_dir, None if cfg.ray_address else (1 if gpus else 0), log):
+        with ray_cluster(cfg.ray_address, ctx.run_dir, local_gpus, log):
             from ray import tune
 
             shipped, teacher_files = _ship(ctx)

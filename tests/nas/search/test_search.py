@@ -111,6 +111,14 @@ def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher
         run_search(SearchConfig(**base, jobs=0))
     with pytest.raises(UserError, match="--jobs is for the optuna backend"):
         run_search(SearchConfig(**base, jobs=2, backend="ray"))
+    # Ray would wait forever for a trial that asks for more than a local cluster has
+    with pytest.raises(UserError, match="--cpus-per-trial 4096: this machine has"):
+        run_search(SearchConfig(**base, backend="ray", cpus_per_trial=4096))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--gpus-per-trial 1: torch sees 0 GPU"):
+            run_search(SearchConfig(**base, backend="ray", gpus_per_trial=1))
 
 
 def test_early_stopping_stops_hopeless_candidates(smoke_teacher_dir, load_study, tmp_path):
