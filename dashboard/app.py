@@ -2,6 +2,9 @@
 
     streamlit run dashboard/app.py -- --storage URL [--study S] [--refresh SECONDS]
 
+with ``--server.address 127.0.0.1``. Started by hand from the repository root, ``.streamlit/config.toml``
+binds it to 127.0.0.1 too (Streamlit's own default is every interface).
+
 It reads the Optuna storage a search writes, and nothing else. The numbers come from
 ``dashboard.data`` and the figures from ``dashboard.figures``; this script only lays them out.
 """

@@ -205,3 +205,15 @@ def test_cli_binds_loopback_headless_by_default():
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.headless") + 1] == "true"
     assert cmd[cmd.index("--storage") + 1] == f"sqlite:///{Path('runs/mbnas.db').resolve()}"
+
+
+def test_streamlit_run_by_hand_from_the_repo_binds_loopback():
+    """``streamlit run dashboard/app.py`` started by hand reads the repository's .streamlit/config.toml
+    (asked of Streamlit itself): loopback, not Streamlit's every-interface default."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=root, capture_output=True,
+                           text=True, timeout=120).stdout
+    assert '\naddress = "127.0.0.1"\n' in shown
