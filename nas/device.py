@@ -32,6 +32,13 @@ def check_device(device: str, flag: str = "--device") -> str:
     return device
 
 
+def worker_device(device: str, worker: int, gpus: int) -> str:
+    """The device of ``--jobs`` worker ``worker`` (0: the process the user started): a plain ``cuda``
+    is spread round-robin over the ``gpus`` GPUs, so N workers do not all load the teacher and its
+    cache onto GPU 0; ``cpu`` and an explicit ``cuda:N`` stay as given."""
+    return f"cuda:{worker % gpus}" if device == "cuda" and gpus > 1 else device
+
+
 def autocast_for(device: str):
     """Mixed precision for a training step on ``device``: bf16 autocast on a CUDA GPU that computes
     in bf16 natively (compute capability 8.0+: A100, H100, ...). On older GPUs torch emulates bf16

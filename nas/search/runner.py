@@ -9,12 +9,12 @@ rejected over the budget cost no training and do not count; interrupted ones are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from nas.distill.settings import user_data_of
-from nas.device import check_device
+from nas.device import check_device, worker_device
 from nas.errors import UserError, check_choice
 from nas.records import StudyMeta
 from nas.search.early_stop import EarlyStopRule
@@ -141,6 +141,14 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
 
     _check(cfg)
     check_device(cfg.device)
+    if cfg.device == "cuda" and cfg.backend == "optuna":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if cfg.jobs > 1 and not cfg.worker_index:
+            log(f"--jobs {cfg.jobs} on {gpus} GPU(s): worker k trains on cuda:(k mod {gpus})"
+                + ("; workers sharing a GPU each hold a teacher and its cache there" if cfg.jobs > gpus else ""))
+        cfg = replace(cfg, device=worker_device(cfg.device, cfg.worker_index, gpus))
     space = load_space(cfg.space)
     profile = load_profile(cfg.device_profile)
     teacher = load_teacher(space, device=cfg.device, path=cfg.teacher)

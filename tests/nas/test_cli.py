@@ -82,3 +82,11 @@ def test_devices_torch_cannot_use_are_one_line(mbnas, args, msg):
         pytest.skip("this machine has a GPU: the no-GPU lines cannot show")
     code, out, err = mbnas(*args)
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_jobs_spread_over_gpus_round_robin():
+    from nas.device import worker_device
+
+    assert [worker_device("cuda", k, 2) for k in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert worker_device("cuda", 3, 1) == "cuda" and worker_device("cuda:1", 2, 4) == "cuda:1"
+    assert worker_device("cpu", 1, 8) == "cpu"
