@@ -262,6 +262,27 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
 
 # ------------------------------------------------------------------------------------------------
 # 3. finish
+MAX_ERRORS_IN_A_ROW = 3  # unexpected errors (not NaN, not OOM) in a row point to a bug, not a candidate
+
+
+@dataclass
+class ErrorStreak:
+    """Counts trained trials that failed with an unexpected error (``error:``), in a row: after
+    ``MAX_ERRORS_IN_A_ROW`` a search stops (``error()``) instead of failing every trial it has left."""
+
+    n: int = 0
+    last: str = ""
+
+    def add(self, outcome: Outcome) -> bool:
+        """Count ``outcome``; True when the search should stop."""
+        failure = outcome.failure or ""
+        self.n, self.last = (self.n + 1, failure) if failure.startswith("error:") else (0, self.last)
+        return self.n >= MAX_ERRORS_IN_A_ROW
+
+    def error(self) -> RuntimeError:
+        return RuntimeError(f"{self.n} trials in a row failed with an unexpected error, the last: {self.last}")
+
+
 def final_record(plan: Plan, outcome: Outcome) -> TrialRecord:
     return dataclasses.replace(
         plan.record, score=outcome.score, scores=dict(outcome.scores), layer_losses=list(outcome.layer_losses),

@@ -13,7 +13,7 @@ from typing import Callable
 
 from nas.errors import UserError
 from nas.search.objective import (
-    Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
+    ErrorStreak, Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import (
@@ -21,7 +21,6 @@ from nas.search.study import (
 )
 
 MAX_REJECTED_IN_A_ROW = 200  # over budget or repeats: a search that can't proceed (tiny space, tight budget)
-MAX_ERRORS_IN_A_ROW = 3  # unexpected errors (not NaN, not OOM) in a row point to a bug, not a candidate
 
 
 def _slot(study, number: int) -> int:
@@ -44,7 +43,7 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
     summary = summarize(study, meta)
     bar = ProgressBar(cfg.trials, summary.trained, enabled=cfg.progress)
     liveness = Liveness()
-    rejected_in_row = errors_in_row = 0
+    rejected_in_row, errors = 0, ErrorStreak()
     threads = torch.get_num_threads()  # train_plan sets ctx.threads; give the caller's setting back
     try:
         while True:
@@ -110,10 +109,8 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
                 meta = settle_score_meta(study, meta, outcome.score_name, outcome.score_data)
             if outcome.kind == "failed":
                 log(f"trial {trial.number} ({plan.candidate.label}) failed: {outcome.failure}")
-            errors_in_row = errors_in_row + 1 if (outcome.failure or "").startswith("error:") else 0
-            if errors_in_row >= MAX_ERRORS_IN_A_ROW:
-                raise RuntimeError(f"{errors_in_row} trials in a row failed with an unexpected error, the last: "
-                                   f"{outcome.failure}")
+            if errors.add(outcome):
+                raise errors.error()
             record_hypervolume(study, summarize(study, meta))
     finally:
         torch.set_num_threads(threads)

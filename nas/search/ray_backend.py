@@ -44,7 +44,7 @@ from nas.records import TrialRecord
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
 from nas.search.objective import (
-    Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
+    ErrorStreak, Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import Liveness, make_sampler, process_seed, recover_interrupted
@@ -129,6 +129,8 @@ class _Driver:
         self.plans: dict[int, Plan] = {}
         self.layer_losses: dict[int, list[float]] = {}
         self.meta = prep.meta
+        self.errors = ErrorStreak()
+        self.stopped = False  # the error streak was reached: suggest no more trials
 
     def define(self, trial: Any) -> dict[str, Any]:
         """Ray's define-by-run space: ``trial`` wraps the Optuna trial Ray just asked for."""
@@ -170,6 +172,8 @@ class _Driver:
             self.meta = settle_score_meta(study, self.meta, outcome.score_name, outcome.score_data)
         if outcome is not None and outcome.kind == "failed":
             self.log(f"trial {ot_trial.number} ({plan.candidate.label}) failed: {outcome.failure}")
+        if outcome is not None and self.errors.add(outcome):
+            self.stopped = True
         summary = summarize(self.prep.study, self.meta)
         record_hypervolume(self.prep.study, summary)
         self.bar.update(summary)
@@ -187,7 +191,8 @@ def _searcher(driver: _Driver, sampler: Any, storage: Any, study_name: str):
 
         class StudySearch(OptunaSearch):
             def suggest(self, trial_id: str):
-                if self._driver.deadline is not None and time.time() >= self._driver.deadline:
+                if self._driver.stopped or (self._driver.deadline is not None
+                                            and time.time() >= self._driver.deadline):
                     return Searcher.FINISHED
                 return super().suggest(trial_id)
 
@@ -354,6 +359,8 @@ def run_ray(prep: Any, log: Callable[[str], None] = print) -> None:
                                               failure_config=tune.FailureConfig(max_failures=0)),
                 )
                 tuner.fit()
+                if driver.stopped:
+                    raise driver.errors.error()
             else:
                 log(f"stopped after {MAX_ROUNDS} Ray Tune rounds: most proposals were rejected over the budget")
     finally:

@@ -223,3 +223,29 @@ def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
     assert again.score_name == "block_fidelity"
     with pytest.raises(UserError, match="created with score_name 'block_fidelity'"):
         prepare(SearchConfig(**base, score="mlm_accuracy"), log=lambda s: None)
+
+
+def test_a_bug_stops_the_search_after_three_errors_in_a_row(smoke_teacher_dir, tmp_path, monkeypatch):
+    """An unexpected error in every trial is a bug, not a candidate: the search stops after
+    MAX_ERRORS_IN_A_ROW instead of failing all of --trials; the failures are recorded."""
+    import optuna
+    from optuna.trial import TrialState
+
+    import nas.distill
+    from nas.search import SearchConfig, run_search
+    from nas.search.objective import MAX_ERRORS_IN_A_ROW, ErrorStreak, Outcome
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the trainer")
+
+    monkeypatch.setattr(nas.distill, "distill_candidate", broken)
+    storage = f"sqlite:///{tmp_path / 'bug.db'}"
+    with pytest.raises(RuntimeError, match=f"{MAX_ERRORS_IN_A_ROW} trials in a row failed .*a bug in the trainer"):
+        run_search(SearchConfig(space="smoke", trials=8, storage=storage, teacher=str(smoke_teacher_dir), threads=1,
+                                progress=False), log=lambda s: None)
+    trials = optuna.load_study(study_name="smoke-progressive-mlm", storage=storage).trials
+    assert [t.state for t in trials if t.state != TrialState.PRUNED] == [TrialState.FAIL] * MAX_ERRORS_IN_A_ROW
+    # a failure of the candidate itself (NaN, out of memory) breaks the streak: the Ray driver counts alike
+    s = ErrorStreak()
+    assert not s.add(Outcome("failed", failure="error: x")) and not s.add(Outcome("failed", failure="error: x"))
+    assert not s.add(Outcome("failed", failure="diverged: loss became nan")) and s.n == 0
