@@ -14,11 +14,12 @@ from nas.errors import UserError
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
-def check_device(device: str, flag: str = "--device") -> str:
-    """``device`` if it is ``cpu``, ``cuda`` or ``cuda:N`` and torch can use it here; else one line."""
+def check_device(device: str, flag: str = "--device", here: bool = True) -> str:
+    """``device`` if it is ``cpu``, ``cuda`` or ``cuda:N`` and torch can use it here (``here``; else
+    only its form: a Ray driver sends trials to other machines' GPUs); anything else is one line."""
     if not _DEVICE.fullmatch(device):
         raise UserError(f"{flag} {device!r}: give cpu, cuda or cuda:N")
-    if device == "cpu":
+    if device == "cpu" or not here:
         return device
     import torch
 

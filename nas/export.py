@@ -178,8 +178,12 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
     trained_dir = Path(meta.run_dir or ".") / Path(rec.weights).parent
     weights = trained_dir / Path(rec.weights).name
     if not weights.exists():
+        from nas.search.ray_backend import NODE_ATTR
+
+        node = study.trials[v.number].user_attrs.get(NODE_ATTR)
+        where = f" (Ray node {node})" if node else ""
         raise UserError(f"trial {v.number}: trained weights not found at {weights}; export on the machine that "
-                        f"trained it, or copy its run dir ({meta.run_dir}) here")
+                        f"trained it{where}, or copy its run dir ({meta.run_dir}) here")
     out = _prepare_out(out)
     _write_config(rec.candidate, out)
     shutil.copyfile(weights, out / WEIGHTS)

@@ -251,7 +251,10 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
     if not math.isfinite(score):
         return failed(f"diverged: {result.score_name} is {score} after training")
     out_dir = ctx.run_dir / f"trial-{plan.number:04d}"
-    result.save(out_dir)
+    try:
+        result.save(out_dir)
+    except OSError as exc:  # a full disk, or a Ray node without the driver's run dir: say so, keep going
+        return failed(f"error: trained, but its weights could not be saved to {out_dir} ({_one_line(exc)})")
     return Outcome(
         "complete", score=score, scores={k: float(v) for k, v in dict(result.scores).items()},
         layer_losses=[float(x) for x in result.layer_losses] or losses, layer_seconds=stamps,

@@ -140,7 +140,8 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     from search_spaces import load_space
 
     _check(cfg)
-    check_device(cfg.device)
+    # a Ray driver trains nothing: it may be a CPU-only head sending trials to GPU workers
+    check_device(cfg.device, here=not (cfg.backend == "ray" and cfg.ray_address))
     if cfg.device == "cuda" and cfg.backend == "optuna":
         import torch
 
@@ -151,7 +152,8 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         cfg = replace(cfg, device=worker_device(cfg.device, cfg.worker_index, gpus))
     space = load_space(cfg.space)
     profile = load_profile(cfg.device_profile)
-    teacher = load_teacher(space, device=cfg.device, path=cfg.teacher)
+    # with Ray the teacher is shipped to the workers as files; the driver's copy stays on the CPU
+    teacher = load_teacher(space, device="cpu" if cfg.backend == "ray" else cfg.device, path=cfg.teacher)
     name = cfg.study or default_study_name(space.name, cfg.strategy, cfg.objective)
     storage = open_storage(cfg.storage)
 
