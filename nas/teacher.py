@@ -246,9 +246,16 @@ def _load_weights(model, weights: Path) -> None:
     """Load ``weights`` (safetensors) into ``model``, or a ``UserError`` naming what does not match.
     Tied tensors (the MLM decoder shares the word embeddings) may be stored once, as transformers and
     ``save_teacher`` both do."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
-    missing, unexpected = load_model(model, str(weights), strict=False)
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except SafetensorError as exc:  # truncated, or not safetensors at all
+        raise UserError(f"{weights}: not a readable safetensors file ({exc}); save it again with "
+                        f"save_pretrained(..., safe_serialization=True)") from None
+    except RuntimeError as exc:  # a tensor of the right name but another shape
+        raise UserError(f"{weights}: weights do not match the teacher's modules ({str(exc).splitlines()[0]})") from None
     if missing or unexpected:
         raise UserError(f"{weights}: weights do not match the teacher's modules "
                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")

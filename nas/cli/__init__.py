@@ -21,8 +21,9 @@ GROUPS = ("space", "arch", "teacher", "distill", "latency", "search", "export", 
 
 def build_parser() -> argparse.ArgumentParser:
     from nas import __version__
+    from nas.cli.numbers import OneLineParser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mbnas",
         description="Search the MobileBERT design space for compact BERT models that are accurate and fast on a phone.",
     )
@@ -57,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"mbnas: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `mbnas ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except OSError as exc:
-        if exc.filename is None:  # not about a path the user gave (a broken pipe, a socket): a bug
+        if exc.filename is None:  # not about a path the user gave (a socket, ...): a bug
             raise
         where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
         print(f"mbnas: error: {where}: {exc.strerror or exc}; check the path and that you may write there",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from nas.cli.numbers import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("arch", help="inspect an architecture (reference name, candidate JSON or config.json)")
@@ -12,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     asub.required = True
     info = asub.add_parser("info", help="params, FLOPs and layer shapes")
     info.add_argument("arch", metavar="ARCH", help="reference name, candidate JSON file, or MobileBERT config.json")
-    info.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the candidate's)")
+    info.add_argument("--seq-len", type=positive_int, default=None, help="sequence length (default: the candidate's)")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=cmd_info)
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
+from nas.cli.numbers import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     add_corpus(p, "the transfer batches and the held-out scores")
     add_task_csv(p)
     p.add_argument("--out", type=Path, help="save the student (model.safetensors + config.json) here")

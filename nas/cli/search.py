@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
+from nas.cli.numbers import factor, positive_float
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -44,14 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="task-agnostic score of --objective mlm (default: the one that best separates candidates "
                         "at the demo budget, see README 'Scores'); part of the study's identity")
     p.add_argument("--device-profile", default="pixel4-cpu-tflite", metavar="PROFILE",
-                   help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency profiles' lists them)")
+                   help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency devices' lists them)")
     p.add_argument("--latency-budget-ms", type=float, metavar="MS",
                    help="constraint: candidates predicted slower are rejected before training, with the reason")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS, help=SAMPLER_HELP)
     p.add_argument("--trials", type=int, default=12,
                    help="trained trials the study should hold (default 12); a rerun adds only the missing ones. "
                         "Rejected trials cost no training and do not count")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this long")
+    p.add_argument("--timeout", type=positive_float, metavar="SECONDS", help="start no new trial after this long")
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
                    help=f"Optuna storage (default {DEFAULT_STORAGE}, the dashboard's default too); "
                         f"postgresql://... lets several machines share one study")
@@ -75,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where trained students are kept (default: next to the SQLite file, else runs/<study>)")
     p.add_argument("--no-early-stop", action="store_true",
                    help="train every candidate to the end (no per-layer early stopping)")
-    p.add_argument("--early-stop-factor", type=float, default=1.5, metavar="X",
+    p.add_argument("--early-stop-factor", type=factor, default=1.5, metavar="X",
                    help="stop a candidate whose transfer loss at a layer is over X times that of >= 2 completed "
                         "trials that are no slower (default 1.5)")
     p.add_argument("--distill-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli.data_options import add_corpus
+from nas.cli.numbers import nonnegative_int, positive_float, positive_int
 from nas.device import check_device
 
 
@@ -15,13 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     tsub.required = True
     tr = tsub.add_parser("train", help="pre-train the space's teacher with masked-LM; reused if it exists")
     tr.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
-    tr.add_argument("--steps", type=int, help="optimiser steps (default: the space's recipe)")
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--lr", type=float, help="AdamW peak learning rate")
-    tr.add_argument("--warmup", type=int)
+    tr.add_argument("--steps", type=positive_int, help="optimiser steps (default: the space's recipe)")
+    tr.add_argument("--batch-size", type=positive_int)
+    tr.add_argument("--lr", type=positive_float, help="AdamW peak learning rate")
+    tr.add_argument("--warmup", type=nonnegative_int)
     tr.add_argument("--seed", type=int)
     tr.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
-    tr.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    tr.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     add_corpus(tr, "pre-training text and the held-out score")
     tr.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
     tr.add_argument("--force", action="store_true", help="train even if a teacher for this space exists")

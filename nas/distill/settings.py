@@ -82,6 +82,12 @@ class DistillSettings:
     task_csv: str | None = None
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # --distill-option values arrive as parsed JSON: check types first
+            v = getattr(self, f.name)
+            if f.type in ("int", "float") and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                               or (f.type == "int" and not isinstance(v, int))):
+                raise UserError(f"distill setting '{f.name}' must be {'an integer' if f.type == 'int' else 'a number'}, "
+                                f"got {v!r}")
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("score", self.score_name, SCORES)

@@ -90,3 +90,32 @@ def test_jobs_spread_over_gpus_round_robin():
     assert [worker_device("cuda", k, 2) for k in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
     assert worker_device("cuda", 3, 1) == "cuda" and worker_device("cuda:1", 2, 4) == "cuda:1"
     assert worker_device("cpu", 1, 8) == "cpu"
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["teacher", "train", "--space", "smoke", "--steps", "0"], "argument --steps: expected a positive integer, got '0'"),
+    (["teacher", "train", "--space", "smoke", "--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+    (["distill", "--space", "smoke", "--arch", "a.json", "--threads", "0"], "argument --threads: expected a positive"),
+    (["arch", "info", "mobilebert", "--seq-len", "-5"], "argument --seq-len: expected a positive integer"),
+    (["search", "--timeout", "-1"], "argument --timeout: expected a positive number"),
+    (["search", "--early-stop-factor", "0.5"], "argument --early-stop-factor: expected a number >= 1"),
+    (["search", "--trials", "abc"], "argument --trials: invalid int value: 'abc'"),
+])
+def test_bad_numbers_are_one_line_before_anything_runs(mbnas, args, msg):
+    """A zero-step teacher used to be trained, saved and then preferred as the newest; argparse's
+    own errors were the whole usage block."""
+    code, out, err = mbnas(*args)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("mbnas")
+    # `true` has exited long before mbnas writes: every write meets a closed pipe (as `| head` does
+    # once it has its lines)
+    p = subprocess.run(f"'{exe}' space show demo --json | true; exit ${{PIPESTATUS[0]}}", shell=True,
+                       capture_output=True, text=True, timeout=120, executable="/bin/bash")
+    assert p.returncode == 0 and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr

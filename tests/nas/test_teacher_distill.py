@@ -305,6 +305,11 @@ def test_import_refuses_pickles_and_other_shapes(teacher, tmp_path):
     build_masked_lm(space.sample(1, seed=1)[0]).save_pretrained(tmp_path / "student")
     with pytest.raises(UserError, match="does not fit space 'smoke''s teacher"):
         import_teacher(space, tmp_path / "student", out=tmp_path / "t")
+    junk = tmp_path / "junk"
+    teacher.model.save_pretrained(junk)
+    (junk / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(UserError, match="model.safetensors: not a readable safetensors file"):
+        import_teacher(space, junk, out=tmp_path / "t")
     assert not (tmp_path / "t").exists()  # nothing stored
 
 

@@ -107,6 +107,8 @@ def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher
         run_search(SearchConfig(**base, latency_budget_ms=1e-6))
     with pytest.raises(UserError, match="not a distillation setting"):
         run_search(SearchConfig(**base, distill_options={"learning_rate": 1.0}))
+    with pytest.raises(UserError, match="distill setting 'lr' must be a number, got 'abc'"):
+        run_search(SearchConfig(**base, distill_options={"lr": "abc"}))
     with pytest.raises(UserError, match="--jobs must be at least 1"):
         run_search(SearchConfig(**base, jobs=0))
     with pytest.raises(UserError, match="--jobs is for the optuna backend"):
