@@ -42,6 +42,12 @@ _INFER_AVG = re.compile(r"Inference timings in us:.*Inference \(avg\):\s*([\d.e+
 _GRAPH = re.compile(r"^\s*Graph:\s*\[(.*)\]\s*$", re.M)
 _THREADS = re.compile(r"^\s*(?:Num threads|#threads used for CPU inference):\s*\[(\d+)\]", re.M)
 _XNNPACK = re.compile(r"^\s*Use xnnpack:\s*\[(\w+)\]", re.M)
+# newer benchmark_model builds prefix every line with its log level ("INFO: Graph: [...]")
+_LOG_LEVEL = re.compile(r"^(?:INFO|WARNING|ERROR|VERBOSE): ", re.M)
+
+
+def _unprefixed(text: str) -> str:
+    return _LOG_LEVEL.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,9 @@ def _node_type_table(text: str, where: str) -> tuple[NodeTypeStat, ...]:
 
 
 def parse_benchmark_output(text: str, where: str = "benchmark output") -> BenchmarkResult:
-    """Parse the text ``benchmark_model`` prints; ``UserError`` naming ``where`` if it has no timings."""
+    """Parse the text ``benchmark_model`` prints (with or without log-level prefixes); ``UserError``
+    naming ``where`` if it has no timings."""
+    text = _unprefixed(text)
     graph = _GRAPH.search(text)
     if not graph:
         raise UserError(f"{where}: not TFLite benchmark_model output (no 'Graph: [...]' line)")
@@ -158,7 +166,7 @@ def read_benchmark_file(path: str | Path) -> BenchmarkResult:
 
 def looks_like_benchmark_output(path: str | Path) -> bool:
     try:
-        head = Path(path).read_text(errors="replace")[:20000]
+        head = _unprefixed(Path(path).read_text(errors="replace")[:20000])
     except OSError:
         return False
     return bool(_GRAPH.search(head)) and ("benchmark" in head.lower() or "count=" in head)

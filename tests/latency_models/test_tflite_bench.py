@@ -95,3 +95,12 @@ def test_bench_suite_writes_models_and_script(mbnas, tmp_path):
     for needle in ("adb push", "adb pull", "--enable_op_profiling=true", "--num_threads=$THREADS", "for m in tiny1;"):
         assert needle in script
     assert (suite / "run_benchmarks.sh").stat().st_mode & 0o111
+
+
+def test_log_level_prefixes_of_newer_builds_are_read(tmp_path):
+    """Newer benchmark_model builds print 'INFO: Graph: [...]': the same run, read the same."""
+    plain = DATA / "benchmark_mobilebert_xnnpack.txt"
+    prefixed = tmp_path / "prefixed.txt"
+    prefixed.write_text("".join(f"INFO: {line}" for line in plain.read_text().splitlines(keepends=True)))
+    assert looks_like_benchmark_output(prefixed)
+    assert read_benchmark_file(prefixed) == read_benchmark_file(plain)
