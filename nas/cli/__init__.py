@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         if exc.filename is None:  # not about a path the user gave (a socket, ...): a bug
             raise
         where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
-        print(f"mbnas: error: {where}: {exc.strerror or exc}; check the path (and, for an output, that you may write there)",
-              file=sys.stderr)
+        print(f"mbnas: error: {where}: {exc.strerror or exc}; check the path (and, for an output, that you "
+              f"may write there)", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         print("mbnas: interrupted", file=sys.stderr)

@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = lsub.add_parser("measure", help="export ARCH with litert-torch and time it with ai-edge-litert")
     m.add_argument("arch", metavar="ARCH", help="reference name, candidate JSON file, or MobileBERT config.json")
     m.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    m.add_argument("--runs", type=int, default=30, help="at least this many timed runs, and more until 1 s of them has passed; median reported (default 30)")
+    m.add_argument("--runs", type=int, default=30,
+                   help="at least this many timed runs, and more until 1 s of them has passed; median reported "
+                        "(default 30)")
     m.add_argument("--warmup", type=int, default=5, help="discarded warm-up runs (default 5)")
     m.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the candidate's)")
     m.add_argument("--keep", metavar="FILE", help="keep the exported .tflite here")

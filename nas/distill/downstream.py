@@ -53,7 +53,8 @@ def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[flo
     with torch.no_grad():
         for i in range(0, n, 64):
             idx = pick[i:i + 64]
-            logits = clf(input_ids=dev.input_ids[idx].to(s.device), attention_mask=dev.attention_mask[idx].to(s.device)).logits
+            logits = clf(input_ids=dev.input_ids[idx].to(s.device),
+                         attention_mask=dev.attention_mask[idx].to(s.device)).logits
             if not torch.isfinite(logits).all():
                 raise Diverged("downstream fine-tuning: the dev logits are not finite")
             correct += (logits.argmax(-1).cpu() == dev.labels[idx]).sum().item()

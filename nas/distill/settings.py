@@ -86,8 +86,8 @@ class DistillSettings:
             v = getattr(self, f.name)
             if f.type in ("int", "float") and (isinstance(v, bool) or not isinstance(v, (int, float))
                                                or (f.type == "int" and not isinstance(v, int))):
-                raise UserError(f"distill setting '{f.name}' must be {'an integer' if f.type == 'int' else 'a number'}, "
-                                f"got {v!r}")
+                kind = "an integer" if f.type == "int" else "a number"
+                raise UserError(f"distill setting '{f.name}' must be {kind}, got {v!r}")
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("score", self.score_name, SCORES)

@@ -15,8 +15,9 @@ DATA = Path(__file__).parent / "data"
 
 def test_console_script_bad_device_exit_2(mbnas):
     code, out, err = mbnas("latency", "predict", "--device", "pixel9", "mobilebert")
-    assert code == 2 and err.strip() == ("mbnas: error: 'pixel9' is neither a built-in device profile (host-cpu-litert, "
-                                         "pixel4-cpu-tflite) nor a .json file")
+    assert code == 2 and err.strip() == (
+        "mbnas: error: 'pixel9' is neither a built-in device profile (host-cpu-litert, pixel4-cpu-tflite) "
+        "nor a .json file")
 
 
 def test_devices(cli):
