@@ -77,14 +77,12 @@ def pick_trial(study, trial: int | None = None, pick: str | None = None, under_m
         return max(fast, key=lambda v: (v.values[0], -v.values[1]))
     front = pareto_front([v.values[0] for v in done], [v.values[1] for v in done])
     pick = pick or "knee"
-    if pick == "knee":
-        return done[knee_point(front).index]
+    check_choice("--pick", pick, PICKS)
     if pick == "fastest":
         return done[front[0].index]
     if pick == "most-accurate":
         return done[front[-1].index]
-    check_choice("--pick", pick, PICKS)
-    raise AssertionError(f"--pick {pick!r} is in PICKS but has no rule")
+    return done[knee_point(front).index]
 
 
 def _prepare_out(out: Path) -> Path:

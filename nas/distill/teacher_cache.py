@@ -28,12 +28,13 @@ class TeacherOutputs:
 
     def __init__(self, model, batches: list[Batch], device: str, budget_bytes: int) -> None:
         self.model, self.batches, self.device = model, batches, device
-        c = model.config
-        per_batch = batches[0].input_ids.numel() * 2 * ((c.num_hidden_layers + 1) * c.hidden_size
-                                                        + c.num_hidden_layers * c.num_attention_heads
-                                                        * batches[0].input_ids.shape[1]) if batches else 0
-        self.kept = len(batches) if not per_batch else min(len(batches), budget_bytes // per_batch)
-        self._stored = [self._run(b) for b in batches[: self.kept]]
+        self._stored: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for b in batches:  # batches share one shape: keep them while one more still fits the budget
+            out = self._run(b)
+            if (len(self._stored) + 1) * sum(t.nbytes for t in out) > budget_bytes:
+                break
+            self._stored.append(out)
+        self.kept = len(self._stored)
         self._last: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @torch.no_grad()
@@ -97,9 +98,9 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
 
     corpus = corpus or corpus_for(settings.corpus)  # cached token streams: ~20 ms once tokenised
+    budget = transfer_cache_bytes()
     key = (teacher.hash, corpus.data_hash, teacher.candidate.seq_len, settings.batch_size,
-           settings.transfer_batches, settings.eval_batches, settings.seed, settings.device,
-           transfer_cache_bytes())
+           settings.transfer_batches, settings.eval_batches, settings.seed, settings.device, budget)
     if key in _CACHE:
         return _CACHE[key]
     seq = teacher.candidate.seq_len
@@ -107,7 +108,7 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     transfer = [next(gen) for _ in range(settings.transfer_batches)]
     heldout = heldout_batches(corpus.heldout, seq, 32, max_batches=settings.eval_batches)
     model = teacher.model.to(settings.device).eval()
-    outputs = TeacherOutputs(model, transfer, settings.device, transfer_cache_bytes())
+    outputs = TeacherOutputs(model, transfer, settings.device, budget)
     tc = teacher.candidate
     states = (tc.num_layers + 1) * sum(b.input_ids.numel() for b in heldout) * tc.hidden_size * 2
     heldout_hidden = None
