@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_result  # noqa: E402
-from latency_models.measure import _quiet  # noqa: E402
 from nas.table import markdown_table  # noqa: E402
+from nas.tflite import convert as to_tflite  # noqa: E402
 
 SEQ = 128
 GRAPHS = [("base", 128), ("base", 512), ("base", 2048), ("ln", 128), ("ln", 512), ("gelu", 512), ("gelu", 2048),
@@ -94,12 +94,10 @@ def interpreter(path: Path, mode: str, x: np.ndarray):
 def convert(kind: str, w: int, path: Path) -> dict:
     """Export ``Graph(kind, w)`` to ``path``; its builtin op names, whether XNNPACK produces the output, and the
     max abs error against torch."""
-    import litert_torch
-
     torch.manual_seed(0)
     model, x = Graph(kind, w).eval(), sample_input(kind, w)
-    with torch.no_grad(), _quiet():
-        litert_torch.convert(model, (torch.from_numpy(x),)).export(str(path))
+    to_tflite(model, (torch.from_numpy(x),), path)
+    with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     it = interpreter(path, "builtin", x)
     ops = [d["op_name"] for d in it._get_ops_details()]

@@ -18,9 +18,7 @@ models interleaved, so that load drifts hit all of them alike.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
 import statistics
 import tempfile
 import time
@@ -81,28 +79,6 @@ def runtime_versions() -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence the converter's progress lines (printed from C++ and Python straight to fds 1 and 2)."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
 class _LastHidden:
     """Wrap ``MobileBertModel`` so that the exported graph takes ids and returns the last hidden state."""
 
@@ -127,25 +103,19 @@ def export_tflite(c: Candidate, path: str | Path, seq_len: int | None = None, se
     Eager attention exports explicit matmul / softmax / matmul, the graph a phone runtime runs
     (and the one ``nas.ops.list_ops`` describes). Inputs become int32 ``[1, seq_len]``.
     """
+    from nas.tflite import convert
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow imports
-    litert_torch = require("litert_torch", "litert")
-    import logging
-
     import torch
 
     from nas.models import build_base_model
 
-    for name in ("absl", "litert_torch", "jax", "tensorflow"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     torch.manual_seed(seed)
     s = seq_len or c.seq_len
     model = _LastHidden.wrap(build_base_model(c, attn_implementation="eager").eval())
     ids = torch.randint(0, c.vocab_size, (1, s), generator=torch.Generator().manual_seed(seed))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")  # atomic: a reader never sees half a file
-    with torch.no_grad(), _quiet():
-        litert_torch.convert(model, (ids,)).export(str(tmp))
-    os.replace(tmp, path)
+    convert(model, (ids,), path)
     del model
     gc.collect()
     return path
@@ -205,9 +175,12 @@ def _load(path: Path, threads: int, vocab_size: int):
     interp_mod = require("ai_edge_litert.interpreter", "litert")
     import numpy as np
 
+    from nas.tflite import quiet_fds
+
     try:
-        it = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
+        with quiet_fds():  # LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" from C++
+            it = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: LiteRT cannot load it ({str(exc).splitlines()[0]})") from None
     rng = np.random.default_rng(0)

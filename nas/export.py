@@ -19,13 +19,17 @@ trial predicted under a latency (``under_ms``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError, check_choice, require
+from nas.errors import UserError, check_choice
+from nas.files import check_output_folder
 from nas.pareto import knee_point, pareto_front
 from nas.records import StudyMeta
 
@@ -85,12 +89,38 @@ def pick_trial(study, trial: int | None = None, pick: str | None = None, under_m
     return done[knee_point(front).index]
 
 
-def _prepare_out(out: Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+OURS = (CONFIG, WEIGHTS, VOCAB, ARCH, TFLITE)  # every file an export may write
+
+
+@contextlib.contextmanager
+def _staged(out: Path, force: bool = False, keep: dict[str, Path] | None = None):
+    """A fresh folder beside ``out`` to write an export into; when the block succeeds its files
+    replace ours in ``out``, so a failed or interrupted export (a conversion error, Ctrl-C) leaves
+    ``out`` as it was. A folder that already holds files is refused unless ``force``; then an
+    earlier export's files go (its model.tflite must not sit beside another trial's weights) and
+    anything else stays. ``keep``: folders an export reads from, by what they are: never written into,
+    nor below."""
+    out = check_output_folder(out, "--out")
+    for what, folder in (keep or {}).items():
+        if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
+            raise UserError(f"--out {out}: that is in {what} ({folder}); export to a folder outside it")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+        raise UserError(f"--out {out}: the folder is not empty ({shown}); choose a new folder, or pass --force "
+                        f"to replace an earlier export there")
+    real = out.resolve()  # a symlinked --out: stage beside its target, so the final moves are renames
+    real.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".part", dir=real.parent))
+    try:
+        yield stage
+        out.mkdir(exist_ok=True)
+        for name in OURS:
+            (out / name).unlink(missing_ok=True)
+        for f in stage.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _write_config(candidate, out: Path) -> None:
@@ -117,9 +147,10 @@ def _max_abs_diff(trained_dir: Path, out: Path, seq_len: int) -> float:
 
 def export_tflite(out: Path, seq_len: int) -> Path:
     """``model.tflite`` of the exported folder via litert-torch (int32 input ids, fixed length)."""
-    litert_torch = require("litert_torch", "litert")
     import torch
     from transformers import MobileBertForMaskedLM
+
+    from nas.tflite import convert
 
     model = MobileBertForMaskedLM.from_pretrained(str(out), attn_implementation="eager").eval()
 
@@ -132,8 +163,7 @@ def export_tflite(out: Path, seq_len: int) -> Path:
             return self.m(input_ids=input_ids).logits
 
     sample = (torch.randint(999, 30000, (1, seq_len)),)
-    litert_torch.convert(Logits(model).eval(), sample).export(str(out / TFLITE))
-    return out / TFLITE
+    return convert(Logits(model), sample, out / TFLITE)
 
 
 def architecture_record(rec, meta, score: float, latency_ms: float, study_name: str, trial: int,
@@ -149,7 +179,7 @@ def architecture_record(rec, meta, score: float, latency_ms: float, study_name: 
         "params": rec.params,
         "flops": rec.flops,
         "score": {"name": meta.score_name, "value": float(score), "data": meta.score_data},
-        "scores": {k: {"value": x, "data": meta.score_data} for k, x in rec.scores.items()},
+        "scores": {k: {"value": x, "data": meta.data_of(k)} for k, x in rec.scores.items()},
         "latency": {"ms": float(latency_ms), "predicted": True, "profile": meta.latency_profile,
                     "error": meta.latency_error, "seq_len": c.seq_len, "breakdown_ms": rec.latency_breakdown},
         "teacher_hash": rec.teacher_hash,
@@ -161,7 +191,7 @@ def architecture_record(rec, meta, score: float, latency_ms: float, study_name: 
 
 
 def export_trial(study, out: Path, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
-                 tflite: bool = False, storage_url: str | None = None) -> Exported:
+                 tflite: bool = False, storage_url: str | None = None, force: bool = False) -> Exported:
     from nas.data.tokenizer import vocab_path
 
     meta = StudyMeta.from_study(study)
@@ -182,33 +212,43 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
         where = f" (Ray node {node})" if node else ""
         raise UserError(f"trial {v.number}: trained weights not found at {weights}; export on the machine that "
                         f"trained it{where}, or copy its run dir ({meta.run_dir}) here")
-    out = _prepare_out(out)
-    _write_config(rec.candidate, out)
-    shutil.copyfile(weights, out / WEIGHTS)
-    shutil.copyfile(vocab_path(), out / VOCAB)
+    if tflite:
+        from nas.tflite import converter
+
+        converter()  # the missing extra is one line before anything is written
     c = rec.candidate
     arch = architecture_record(rec, meta, v.values[0], v.values[1], study.study_name, v.number, storage_url)
     arch["tokenizer"] = "BERT uncased WordPiece (vocab.txt); lower-case the text, [CLS] text [SEP]"
-    diff = _max_abs_diff(trained_dir, out, c.seq_len) if (trained_dir / CONFIG).exists() else None
-    arch["check"] = {"stock_transformers_max_abs_logit_diff": diff}
-    (out / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
-    files = [CONFIG, WEIGHTS, VOCAB, ARCH]
-    if tflite:
-        export_tflite(out, c.seq_len)
-        files.append(TFLITE)
+    files = [CONFIG, WEIGHTS, VOCAB, ARCH] + ([TFLITE] if tflite else [])
+    out = Path(out)
+    # the study's run folder holds every trial's folder (without a recorded one: this trial's)
+    keep = {"the study's run folder": Path(meta.run_dir or trained_dir),
+            "the tokenizer's vocabulary folder": vocab_path().parent}
+    with _staged(out, force, keep) as stage:
+        _write_config(c, stage)
+        shutil.copyfile(weights, stage / WEIGHTS)
+        shutil.copyfile(vocab_path(), stage / VOCAB)
+        try:
+            diff = _max_abs_diff(trained_dir, stage, c.seq_len) if (trained_dir / CONFIG).exists() else None
+        except (RuntimeError, ValueError, OSError) as exc:  # e.g. transformers' size-mismatch report
+            raise UserError(f"trial {v.number}: the weights in {trained_dir} do not load as its architecture "
+                            f"{c.label} ({str(exc).strip().splitlines()[0]}); were they changed after the "
+                            f"search?") from None
+        arch["check"] = {"stock_transformers_max_abs_logit_diff": diff}
+        (stage / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
+        if tflite:
+            export_tflite(stage, c.seq_len)
     desc = (f"trial {v.number} ({c.label}, {rec.strategy}): {meta.score_name} {v.values[0]:.4f} on {meta.score_data}; "
             f"{v.values[1]:.3g} ms predicted on {meta.latency_profile} ({meta.latency_error})")
     return Exported(out=out, trial=v.number, files=files, max_abs_diff=diff, description=desc)
 
 
-def export_reference(name: str, out: Path) -> Exported:
+def export_reference(name: str, out: Path, force: bool = False) -> Exported:
     from nas.ops import count
     from nas.references import get_reference
 
     ref = get_reference(name)
     c = ref.candidate
-    out = _prepare_out(out)
-    _write_config(c, out)
     k = count(c)
     arch = {
         "schema": SCHEMA, "candidate": c.to_dict(), "label": c.label, "params": k.params, "flops": k.flops,
@@ -220,7 +260,10 @@ def export_reference(name: str, out: Path) -> Exported:
     if c.attention == "block":
         arch["note"] = ("IB-BERT teacher: Q/K read the block input, which stock transformers cannot build; "
                         "config.json carries ib_bert_block_qk and nas.models.build_masked_lm builds it")
-    (out / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
+    with _staged(out, force) as stage:
+        _write_config(c, stage)
+        (stage / ARCH).write_text(json.dumps(arch, indent=2) + "\n")
+    out = Path(out)
     return Exported(out=out, trial=None, files=[CONFIG, ARCH], max_abs_diff=None,
                     description=f"reference {ref.name} ({c.label}, {k.params_m:.2f}M params): config only, no weights")
 

@@ -1,4 +1,5 @@
-"""Naming a built-in file (a search space, a device profile) or the user's own by path."""
+"""Naming a built-in file (a search space, a device profile) or the user's own by path; checking a
+folder to write into."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def builtin_or_file(name_or_path: str | Path, folder: Path, suffix: str, kind: s
         return p
     files = f"a {'/'.join(suffixes)} file" if suffixes else "an existing file"
     raise UserError(f"'{name_or_path}' is neither a built-in {kind} ({', '.join(names)}) nor {files}")
+
+
+def check_output_folder(path: str | Path, flag: str) -> Path:
+    """``path`` as a folder to write into, or one line saying why it cannot be: it, or a folder on the
+    way to it, is a file (the OS says "File exists" or "Not a directory", about another path)."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "it" if p == path else f"{p}"
+                raise UserError(f"{flag} {path}: {where} is a file, not a folder; give a folder")
+            break
+    return path

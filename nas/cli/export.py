@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas.cli.numbers import positive_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from nas.search.study import DEFAULT_STORAGE
@@ -23,9 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--trial", type=int, metavar="N", help="this trial number")
     which.add_argument("--pick", choices=("knee", "fastest", "most-accurate"),
                        help="a point of the Pareto front (default knee: the best trade-off)")
-    which.add_argument("--under-ms", type=float, metavar="X", help="the most accurate trial predicted under X ms")
+    which.add_argument("--under-ms", type=positive_float, metavar="X", help="the most accurate trial predicted under X ms")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--tflite", action="store_true", help="also write model.tflite (needs the litert extra)")
+    p.add_argument("--force", action="store_true",
+                   help="export into a folder that is not empty: replaces the files an export writes (an earlier "
+                        "export's model.tflite included) and leaves any other file there")
     p.set_defaults(func=cmd_export)
 
 
@@ -36,7 +41,7 @@ def cmd_export(args) -> int:
     if args.reference:
         if args.trial is not None or args.pick or args.under_ms is not None or args.tflite:
             raise UserError("--reference exports a config only: --trial/--pick/--under-ms/--tflite need --study")
-        res = export_reference(args.reference, args.out)
+        res = export_reference(args.reference, args.out, force=args.force)
     else:
         import optuna
 
@@ -45,7 +50,7 @@ def cmd_export(args) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = load_study(open_storage(args.storage, must_exist=True), args.study)
         res = export_trial(study, args.out, trial=args.trial, pick=args.pick, under_ms=args.under_ms,
-                           tflite=args.tflite, storage_url=args.storage)
+                           tflite=args.tflite, storage_url=args.storage, force=args.force)
     print(f"exported {res.description}")
     print(f"  to {res.out}: {', '.join(res.files)}")
     if res.max_abs_diff is not None:

@@ -62,3 +62,12 @@ def test_unloadable_file(tmp_path):
     (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(UserError, match="LiteRT cannot load it"):
         measure_tflite(tmp_path / "x.tflite")
+
+
+def test_measure_cli_prints_its_result_and_nothing_else(mbnas, tmp_path):
+    """litert-torch's progress lines and LiteRT's "Created TensorFlow Lite XNNPACK delegate" (C++,
+    straight to fd 2) are kept off the terminal: the measurement is the output."""
+    arch = load_space("smoke").sample(1, seed=0)[0].replace(num_layers=1).save(tmp_path / "tiny.json")
+    code, out, err = mbnas("latency", "measure", str(arch), "--runs", "3")
+    assert code == 0, err
+    assert "ms measured (ai-edge-litert" in out and len(out.strip().splitlines()) == 2 and not err.strip(), err

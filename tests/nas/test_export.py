@@ -75,6 +75,7 @@ def test_stock_transformers_reproduces_the_student(searched, tmp_path):
     assert arch["candidate"] == rec.candidate.to_dict()
     assert arch["score"] == {"name": "block_fidelity", "value": trial.values[0], "data": meta.score_data}
     assert "held-out" in arch["score"]["data"] and set(arch["scores"]) >= {"mlm_accuracy", "heldout_ce"}
+    assert {x["data"] for x in arch["scores"].values()} == {meta.heldout_data}  # each score names its data
     assert arch["latency"]["ms"] == trial.values[1] and arch["latency"]["predicted"] is True
     assert arch["latency"]["profile"] == "pixel4-cpu-tflite" and arch["latency"]["error"] == meta.latency_error
     assert arch["teacher_hash"] == meta.teacher_hash and arch["strategy"] == "progressive"
@@ -89,6 +90,18 @@ def test_export_cli(searched, tmp_path):
     p = run("--study", "smoke-progressive-mlm", "--storage", storage, "--out", "knee")
     assert p.returncode == 0, p.stderr[-2000:]
     assert "reproduces the student" in p.stdout and (tmp_path / "knee" / "model.safetensors").exists()
+    # a second export into the same folder is refused, one line, nothing touched; --force replaces it
+    (tmp_path / "knee" / "model.tflite").write_bytes(b"an earlier export's model")
+    (tmp_path / "knee" / "notes.txt").write_text("mine")
+    before = {f.name: f.read_bytes() for f in (tmp_path / "knee").iterdir()}
+    p = run("--study", "smoke-progressive-mlm", "--storage", storage, "--out", "knee", "--pick", "fastest")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "is not empty" in p.stderr and "--force" in p.stderr
+    assert {f.name: f.read_bytes() for f in (tmp_path / "knee").iterdir()} == before
+    p = run("--study", "smoke-progressive-mlm", "--storage", storage, "--out", "knee", "--force")
+    assert p.returncode == 0, p.stderr[-2000:]
+    left = sorted(f.name for f in (tmp_path / "knee").iterdir())
+    assert left == ["architecture.json", "config.json", "model.safetensors", "notes.txt", "vocab.txt"]
+    assert (tmp_path / "knee" / "notes.txt").read_text() == "mine"  # not ours: left alone
     from nas.search.study import load_study, open_storage
 
     with pytest.raises(UserError, match="no study 'nope' in the storage .studies there: smoke-progressive-mlm"):
@@ -111,6 +124,22 @@ def test_export_reference_config(name, tmp_path):
     back = Candidate.from_hf_config(cfg, seq_len=128, name=name)
     assert back == REFERENCES[name].candidate.replace(mha_ffn_ratio=None)
     assert res.files == ["config.json", "architecture.json"] and not (tmp_path / "model.safetensors").exists()
+
+
+def test_export_into_a_symlinked_folder(tmp_path):
+    """--out may be a link to a folder elsewhere: the files land in its target, staged beside it."""
+    from nas.export import export_reference
+
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "disk" / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "disk" / "target")
+    export_reference("mobilebert-tiny", tmp_path / "link")
+    with pytest.raises(UserError, match="is not empty"):
+        export_reference("mobilebert-tiny", tmp_path / "link")
+    export_reference("mobilebert-tiny", tmp_path / "link", force=True)
+    assert sorted(p.name for p in (tmp_path / "disk" / "target").iterdir()) == ["architecture.json", "config.json"]
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["target"]  # no staging folder left
+    assert (tmp_path / "link").is_symlink()
 
 
 def _fake_study(points):
@@ -180,6 +209,79 @@ def test_tflite_matches_pytorch(searched, tmp_path):
     with torch.no_grad():
         ref = MobileBertForMaskedLM.from_pretrained(tmp_path).eval()(input_ids=torch.tensor(ids).long()).logits.numpy()
     assert "model.tflite" in res.files and np.abs(got - ref).max() < 1e-4
+    assert not [f for f in tmp_path.iterdir() if f.name.endswith(".part")]
+
+
+@pytest.mark.slow
+def test_export_tflite_cli_prints_no_converter_log(searched, tmp_path):
+    """litert-torch logs every conversion stage to fds 1 and 2 (from Python and C++): a user sees the
+    export's summary only."""
+    pytest.importorskip("litert_torch", reason="the litert extra is not installed")
+    exe = Path(sys.executable).with_name("mbnas")
+    p = subprocess.run([str(exe), "export", "--study", "smoke-progressive-mlm", "--storage", searched[0], "--out",
+                        str(tmp_path / "m"), "--tflite", "--pick", "fastest"], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "model.tflite" in p.stdout and (tmp_path / "m" / "model.tflite").stat().st_size > 0
+    assert "LiteRT-Torch Convert" not in p.stdout and not p.stderr.strip(), p.stderr  # TensorFlow's start-up lines too
+    assert len(p.stdout.strip().splitlines()) == 3, p.stdout  # exported, to, reproduces
+
+
+def test_a_failed_export_leaves_the_folder_as_it_was(searched, tmp_path, monkeypatch):
+    """Files are written beside --out and moved in at the end: a conversion that fails (or Ctrl-C)
+    leaves an earlier export whole, and the trial's own run folder is never an --out."""
+    import nas.export
+    from nas.export import export_trial
+    from nas.search.study import trial_views
+
+    storage, study, _ = searched
+    export_trial(study, tmp_path / "m", pick="fastest")
+    before = {f.name: f.read_bytes() for f in (tmp_path / "m").iterdir()}
+
+    def broken(out, seq_len):
+        raise UserError("litert-torch could not convert model.tflite: (injected)")
+
+    monkeypatch.setattr(nas.export, "export_tflite", broken)
+    with pytest.raises(UserError, match="injected"):
+        export_trial(study, tmp_path / "m", pick="fastest", tflite=True, force=True)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "m").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging folder left behind
+
+    meta = StudyMeta.from_study(study)
+    run = Path(meta.run_dir) / Path(next(v for v in trial_views(study) if v.record and v.record.weights)
+                                    .record.weights).parent
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    for out in (run, run.parent, run.parent / "trial-0099", run / "sub"):  # another trial's folder, too
+        with pytest.raises(UserError, match="that is in the study's run folder"):
+            export_trial(study, out, trial=int(run.name.split("-")[1]), force=True)
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before
+
+
+def test_a_failed_conversion_is_one_line_after_the_converters_last_lines(tmp_path, capfd):
+    pytest.importorskip("litert_torch", reason="the litert extra is not installed")
+    from nas.tflite import convert
+
+    class DataDependent(torch.nn.Module):
+        def forward(self, x):  # control flow on a value: torch.export cannot trace it
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(UserError, match="litert-torch could not convert bad.tflite: "):
+        convert(DataDependent(), (torch.randn(2),), tmp_path / "bad.tflite")
+    assert "the converter's last output:" in capfd.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_a_failed_conversion_shows_the_converters_last_lines(capfd):
+    from nas.tflite import quiet_fds
+
+    with pytest.raises(RuntimeError, match="lowering failed"):
+        with quiet_fds():
+            os.write(2, b"stage 1 ok\nunsupported op aten::frobnicate\n")
+            raise RuntimeError("lowering failed")
+    err = capfd.readouterr().err
+    assert "the converter's last output:" in err and "unsupported op aten::frobnicate" in err
+    with quiet_fds():
+        os.write(1, b"progress line\n")
+    assert "progress line" not in capfd.readouterr().out
 
 
 @pytest.mark.parametrize("weights", ["../../etc/passwd", "/etc/passwd"])

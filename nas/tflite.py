@@ -1,0 +1,88 @@
+"""One way to turn a torch module into a ``.tflite`` file: litert-torch, quietly and atomically.
+
+litert-torch prints a progress line per conversion stage and the MLIR exporter logs from C++, both
+straight to file descriptors 1 and 2, so ``mbnas export --tflite`` and ``mbnas latency measure``
+would print 30 lines of converter internals per model. ``convert`` captures them, and replays the
+last of them on stderr only when the conversion fails (where they are the diagnosis). The file is
+written beside its destination and renamed into place, so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from nas.errors import UserError, require
+
+REPLAY_LINES = 40  # converter lines shown when a conversion fails
+
+
+@contextlib.contextmanager
+def quiet_fds():
+    """Send what is written to fds 1 and 2 (from Python or C++) to a temporary file while inside;
+    if the block fails, the last ``REPLAY_LINES`` of it go to stderr before the error propagates."""
+    with tempfile.TemporaryFile() as sink, \
+            io.TextIOWrapper(open(sink.fileno(), "wb", closefd=False), write_through=True) as text:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        failed = False
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            # Python code writes to sys.stdout / sys.stderr, which need not be fds 1 and 2 (pytest,
+            # a notebook): send those to the sink too
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+        except Exception:
+            failed = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            ctypes.CDLL(None).fflush(None)  # C stdio's own buffer (libc), which Python's flush does not reach
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if failed:
+                sink.seek(0)
+                tail = sink.read().decode(errors="replace").splitlines()[-REPLAY_LINES:]
+                if tail:
+                    print("the converter's last output:", *tail, sep="\n  ", file=sys.stderr)
+
+
+def converter():
+    """``litert_torch``, imported with TensorFlow's start-up log lines (absl, oneDNN) kept off the
+    terminal; the install hint when the ``litert`` extra is missing."""
+    with quiet_fds():
+        return require("litert_torch", "litert")
+
+
+def convert(module, sample: tuple, path: str | Path) -> Path:
+    """Write ``module`` traced on ``sample`` (a tuple of input tensors) to ``path`` with litert-torch.
+    A conversion that fails is one line (what the converter said last is shown above it)."""
+    import logging
+
+    import torch
+
+    litert_torch = converter()
+    for name in ("absl", "litert_torch", "jax", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with torch.no_grad(), quiet_fds():
+            litert_torch.convert(module.eval(), sample).export(str(tmp))
+        os.replace(tmp, path)
+    except Exception as exc:  # the converter raises many kinds, from torch.export to MLIR lowering
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"litert-torch could not convert {path.name}: {type(exc).__name__}: {first}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
