@@ -102,8 +102,14 @@ def sidebar(args: argparse.Namespace):
     if args.study and args.study not in names:
         st.warning(f"no study named '{args.study}' in {url}; showing '{names[0]}' "
                    f"(studies: {', '.join(names)})")
-    default = names.index(args.study) if args.study in names else 0
-    study = st.sidebar.selectbox("Study", names, index=default, key="study")
+    # --study is shown as soon as it exists (a dashboard started before its search), until the
+    # user picks another study; a study deleted meanwhile falls back to the newest
+    if args.study in names and not st.session_state.get("study_picked"):
+        st.session_state["study"] = args.study
+    if st.session_state.get("study") not in names:
+        st.session_state.pop("study", None)
+    study = st.sidebar.selectbox("Study", names, key="study",
+                                 on_change=lambda: st.session_state.update(study_picked=True))
     return url, storage, study
 
 
@@ -277,9 +283,8 @@ def trial_view(ctx: Context) -> None:
         table = data.architecture_table(rec)
         st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3)
         if rec.scores:
-            st.caption("scores measured on " + meta.score_data)
-            st.dataframe({"score": list(rec.scores), "value": [f"{v:.4f}" for v in rec.scores.values()]},
-                         hide_index=True)
+            st.dataframe({"score": list(rec.scores), "value": [f"{v:.4f}" for v in rec.scores.values()],
+                          "measured on": [meta.data_of(k) for k in rec.scores]}, hide_index=True)
     with right:
         st.subheader("Transfer loss by layer")
         if rec.layer_losses:

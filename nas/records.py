@@ -96,6 +96,12 @@ class TrialRecord:
         return cls.from_user_attrs(trial.user_attrs)
 
 
+def data_of(score: str, score_name: str, score_data: str, heldout_data: str | None) -> str:
+    """Which data ``score`` was measured on: the objective's own (``score_data``: a downstream task's
+    dev split, say) or the held-out text every masked-LM score is measured on."""
+    return score_data if score == score_name or heldout_data is None else heldout_data
+
+
 @dataclass(frozen=True)
 class StudyMeta:
     """Settings of a search, stored once per study.
@@ -108,6 +114,8 @@ class StudyMeta:
     distill_options: ``--distill-option`` overrides of the strategy's settings (they change what
     the scores mean, so a resumed study must use the same ones).
     user_data: the user's ``--corpus`` / ``--task-csv`` named by content (None: the built-in data).
+    heldout_data: the held-out text the masked-LM scores were measured on, in words; differs from
+    ``score_data`` when the objective is a downstream task (None: studies written before it).
     """
 
     space: dict[str, Any]
@@ -124,6 +132,13 @@ class StudyMeta:
     seed: int | None = None
     distill_options: dict[str, Any] = field(default_factory=dict)
     user_data: str | None = None
+    heldout_data: str | None = None
+
+    def data_of(self, score: str) -> str:
+        """The data ``score`` (a key of a trial's scores) was measured on."""
+        if self.heldout_data is None and self.objective == "downstream" and score != self.score_name:
+            return "held-out text (which is not recorded in this older study)"
+        return data_of(score, self.score_name, self.score_data, self.heldout_data)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON values (what ``META_ATTR`` holds)."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import positive_int
+from nas.device import TRAIN_DEVICE_HELP
+from nas.files import check_output_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pd-steps", type=int, help="pre-training distillation steps")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    p.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     add_corpus(p, "the transfer batches and the held-out scores")
     add_task_csv(p)
@@ -46,6 +48,8 @@ def cmd_distill(args) -> int:
     from search_spaces import load_space
 
     check_device(args.device)
+    if args.out:  # before the training, not after it
+        check_output_folder(args.out, "--out")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -71,16 +75,21 @@ def cmd_distill(args) -> int:
     if args.out:
         r.save(args.out)
     out = {"candidate": c.label, "strategy": r.strategy, "score_name": r.score_name, "score": r.score,
-           "score_data": r.score_data, **r.scores, "layer_losses": r.layer_losses, "seconds": round(r.seconds, 2),
+           "score_data": r.score_data, **r.scores, "data": {k: r.data_of(k) for k in r.scores},
+           "layer_losses": r.layer_losses, "seconds": round(r.seconds, 2),
            "timings": {k: round(v, 2) for k, v in r.timings.items()}, "teacher": teacher.hash,
            "saved": str(args.out) if args.out else None}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{c.label} ({args.strategy}, teacher {teacher.hash}) in {r.seconds:.1f} s")
-    for k, v in r.scores.items():
-        print(f"  {k:<20} {v:.4f}")
-    print(f"  measured on {r.score_data}")
+    by_data: dict[str, list[str]] = {}  # the masked-LM scores share the held-out text; a task score has its own
+    for k in r.scores:
+        by_data.setdefault(r.data_of(k), []).append(k)
+    for data, names in by_data.items():
+        for k in names:
+            print(f"  {k:<20} {r.scores[k]:.4f}")
+        print(f"  measured on {data}")
     if r.layer_losses:
         print("  transfer loss per layer: " + ", ".join(f"{v:.3f}" for v in r.layer_losses))
     if args.out:

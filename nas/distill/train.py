@@ -22,6 +22,7 @@ from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings
 from nas.distill.teacher_cache import TeacherCache, teacher_cache
 from nas.mlm import evaluate_mlm, masked_logits
+from nas.records import data_of
 
 LayerCallback = Callable[[int, float], None]
 
@@ -40,7 +41,7 @@ class DistillResult:
 
     score: the objective (``score_name``), measured on ``score_data``.
     scores: every score measured (block_fidelity, mlm_accuracy, heldout_ce, teacher_kl, top1_agreement, ...
-        [, downstream_accuracy]).
+        [, downstream_accuracy]); the masked-LM ones on ``heldout_data`` (``data_of`` says for each).
     layer_losses: transfer loss of each layer at the end of its phase (empty for theseus / none).
     seconds: wall time; timings: its parts (teacher_cache, train, evaluate, downstream).
     """
@@ -56,6 +57,10 @@ class DistillResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     teacher_hash: str | None = None
+    heldout_data: str | None = None
+
+    def data_of(self, score: str) -> str:
+        return data_of(score, self.score_name, self.score_data, self.heldout_data)
 
     def save(self, out: str | Path) -> Path:
         """``model.safetensors`` + ``config.json`` of a stock ``MobileBertForMaskedLM``."""
@@ -313,7 +318,8 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
             raise Diverged(f"score {k} is {v}")
     return DistillResult(candidate=c, student=student, strategy=s.strategy, score=scores[score_name],
                          score_name=score_name, score_data=score_data, scores=scores, layer_losses=layer_losses,
-                         seconds=time.time() - t0, timings=timings, teacher_hash=teacher.hash)
+                         seconds=time.time() - t0, timings=timings, teacher_hash=teacher.hash,
+                         heldout_data=cache.data)
 
 
 def _report(losses: list[float], on_layer: LayerCallback | None) -> None:

@@ -111,6 +111,7 @@ class Outcome:
     failure: str | None = None
     score_name: str | None = None  # what ``score`` is, and the data it was measured on
     score_data: str | None = None
+    heldout_data: str | None = None  # the masked-LM scores' data (differs from score_data for a downstream objective)
     cpu_seconds: float | None = None  # CPU time of the training process (wall time misleads on a busy host)
 
 
@@ -260,6 +261,7 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
         layer_losses=[float(x) for x in result.layer_losses] or losses, layer_seconds=stamps,
         seconds=seconds, weights=f"{out_dir.name}/model.safetensors",
         score_name=str(result.score_name), score_data=str(result.score_data), cpu_seconds=cpu_seconds,
+        heldout_data=result.heldout_data,
     )
 
 

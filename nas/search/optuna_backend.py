@@ -106,7 +106,7 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
             liveness.release(trial)
             finish_trial(study, trial, plan, outcome)
             if outcome.kind == "complete":
-                meta = settle_score_meta(study, meta, outcome.score_name, outcome.score_data)
+                meta = settle_score_meta(study, meta, outcome)
             if outcome.kind == "failed":
                 log(f"trial {trial.number} ({plan.candidate.label}) failed: {outcome.failure}")
             if errors.add(outcome):

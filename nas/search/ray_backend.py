@@ -169,7 +169,7 @@ class _Driver:
             ot_trial.set_user_attr(NODE_ATTR, result[NODE_KEY])
         finish_trial(study, ot_trial, plan, outcome)
         if outcome is not None and outcome.kind == "complete":
-            self.meta = settle_score_meta(study, self.meta, outcome.score_name, outcome.score_data)
+            self.meta = settle_score_meta(study, self.meta, outcome)
         if outcome is not None and outcome.kind == "failed":
             self.log(f"trial {ot_trial.number} ({plan.candidate.label}) failed: {outcome.failure}")
         if outcome is not None and self.errors.add(outcome):

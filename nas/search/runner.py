@@ -197,15 +197,14 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     return Prepared(config=cfg, storage=storage, study=study, meta=meta, ctx=ctx, recovered=recovered)
 
 
-def settle_score_meta(study, meta: StudyMeta, score_name: str | None, score_data: str | None) -> StudyMeta:
-    """The trainer names its score and data; the study records what the first completed trial said."""
+def settle_score_meta(study, meta: StudyMeta, outcome) -> StudyMeta:
+    """The trainer names its score and the data of its scores (an ``Outcome``); the study records
+    what the first completed trial said."""
     import dataclasses
 
-    changes = {}
-    if score_name and score_name != meta.score_name:
-        changes["score_name"] = score_name
-    if score_data and score_data != meta.score_data:
-        changes["score_data"] = score_data
+    said = {"score_name": outcome.score_name, "score_data": outcome.score_data,
+            "heldout_data": outcome.heldout_data}
+    changes = {k: v for k, v in said.items() if v and v != getattr(meta, k)}
     if not changes:
         return meta
     meta = dataclasses.replace(meta, **changes)

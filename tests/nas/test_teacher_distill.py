@@ -204,6 +204,23 @@ def test_distill_downstream_on_the_users_csv(teacher, tmp_path):
     r = distill_candidate(c, teacher, s)
     assert r.score_name == "downstream_accuracy" and 0.0 <= r.score <= 1.0
     assert r.score_data.startswith("user data set mine.csv: 120 sentences, labels {0: 60, 1: 60}")
+    # every other score was measured on held-out text, and says so
+    assert r.data_of("downstream_accuracy") == r.score_data and "held-out" in r.heldout_data
+    assert {r.data_of(k) for k in r.scores if k != "downstream_accuracy"} == {r.heldout_data}
+
+
+def test_distill_text_names_the_data_of_each_score(mbnas, smoke_teacher_dir, tmp_path):
+    arch = load_space("smoke").sample(1, seed=5)[0].save(tmp_path / "c.json")
+    code, out, err = mbnas("distill", "--space", "smoke", "--arch", str(arch), "--teacher", str(smoke_teacher_dir),
+                           "--objective", "downstream", "--task-csv", str(_task(tmp_path / "mine.csv")),
+                           "--layer-steps", "2", "--pd-steps", "2")
+    assert code == 0, err
+    lines = out.splitlines()
+    data_lines = [i for i, line in enumerate(lines) if line.startswith("  measured on ")]
+    assert len(data_lines) == 2, out  # the masked-LM scores' held-out text, then the task's dev split
+    assert "held-out" in lines[data_lines[0]] and "mine.csv" not in lines[data_lines[0]]
+    assert lines[data_lines[1] - 1].split()[0] == "downstream_accuracy" and "mine.csv" in lines[data_lines[1]]
+    assert lines[data_lines[0] - 1].split()[0] != "downstream_accuracy"
 
 
 def test_fine_tune_leaves_the_student_and_fails_when_it_diverges(teacher, tmp_path):
