@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from nas.errors import UserError
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+TRAIN_DEVICE_HELP = "cpu, cuda or cuda:N (bf16 autocast on GPUs of compute capability 8.0+, fp32 elsewhere)"
 
 
 def check_device(device: str, flag: str = "--device", here: bool = True) -> str:

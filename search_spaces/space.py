@@ -124,6 +124,17 @@ class Constraints:
             out.append(f"{k.gflops:.2f} GFLOPs > max_gflops {self.max_gflops}")
         return out
 
+    def __str__(self) -> str:
+        """``max_params_m <= 40.0``, ...; ``none`` when nothing is constrained."""
+        parts = []
+        if self.mha_ffn_ratio:
+            parts.append(f"{self.mha_ffn_ratio[0]:g} <= realised MHA/FFN ratio <= {self.mha_ffn_ratio[1]:g}")
+        if self.max_params_m is not None:
+            parts.append(f"params <= {self.max_params_m:g}M")
+        if self.max_gflops is not None:
+            parts.append(f"GFLOPs <= {self.max_gflops:g}")
+        return ", ".join(parts) or "none"
+
 
 @dataclass(frozen=True)
 class SearchSpace:

@@ -41,10 +41,28 @@ def streamlit_command(storage: str, study: str | None, host: str, port: int, ref
     cmd = [sys.executable, "-m", "streamlit", "run", str(app),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--client.toolbarMode", "minimal", "--", "--storage", storage, "--refresh", str(refresh)]
+           "--client.toolbarMode", "minimal",
+           "--logger.level", "error",  # the server's info lines ("Uvicorn server started on ...") are not news
+           "--", "--storage", storage, "--refresh", str(refresh)]
     if study:
         cmd += ["--study", study]
     return cmd
+
+
+def _missing_study(url: str, study: str) -> str | None:
+    """A note when ``--study`` is not (yet) in the storage: a typo, or a search still to start. The
+    server starts either way (it follows the storage and shows the study once a search creates it)."""
+    from dashboard.data import open_storage, study_names
+    from nas.errors import UserError
+
+    try:
+        names = study_names(open_storage(url))
+    except UserError as exc:
+        return f"note: {exc}"
+    if study in names:
+        return None
+    there = f"studies there: {', '.join(names)}; showing '{names[0]}' until it exists" if names else "no studies yet"
+    return f"note: no study '{study}' in {url} ({there})"
 
 
 def cmd_dashboard(args) -> int:
@@ -61,11 +79,16 @@ def cmd_dashboard(args) -> int:
     from nas.search.study import sqlite_path
 
     cmd = streamlit_command(args.storage, args.study, args.host, args.port, args.refresh)
+    url = cmd[cmd.index("--storage") + 1]  # absolute, as the app gets it
     path = sqlite_path(args.storage)
     if path is not None and not path.is_file():
         print(f"note: {path} does not exist yet; the dashboard shows the study once a search writes it",
               file=sys.stderr)
-    print(f"mbnas dashboard: http://{args.host}:{args.port}  (storage {cmd[cmd.index('--storage') + 1]})",
+    elif args.study:
+        note = _missing_study(url, args.study)
+        if note:
+            print(note, file=sys.stderr)
+    print(f"mbnas dashboard: http://{args.host}:{args.port}  (storage {url})",
           file=sys.stderr, flush=True)
     if os.name == "posix":  # become the server: signals reach it directly, no orphan on kill
         os.execv(cmd[0], cmd)

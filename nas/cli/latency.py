@@ -10,6 +10,12 @@ import argparse
 import json
 import sys
 
+from nas.files import check_output_folder
+
+ARCH_HELP = "reference name, candidate JSON file, or MobileBERT config.json"
+# here --device names a latency profile (a phone or this host); training's --device is a torch device
+PROFILE_HELP = "device profile: a built-in name ('mbnas latency devices') or a profile JSON file"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="latency: measure (LiteRT), calibrate device profiles, predict")
@@ -17,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     lsub.required = True
 
     m = lsub.add_parser("measure", help="export ARCH with litert-torch and time it with ai-edge-litert")
-    m.add_argument("arch", metavar="ARCH", help="reference name, candidate JSON file, or MobileBERT config.json")
+    m.add_argument("arch", metavar="ARCH", help=ARCH_HELP)
     m.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     m.add_argument("--runs", type=int, default=30,
                    help="at least this many timed runs, and more until 1 s of them has passed; median reported "
@@ -62,21 +68,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_bench_suite)
 
     pr = lsub.add_parser("predict", help="predicted latency of ARCH on a device, with its breakdown")
-    pr.add_argument("arch", metavar="ARCH")
-    pr.add_argument("--device", required=True, help="built-in profile name or a profile JSON file")
-    pr.add_argument("--seq-len", type=int, default=None)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("arch", metavar="ARCH", help=ARCH_HELP)
+    pr.add_argument("--device", required=True, metavar="PROFILE", help=PROFILE_HELP)
+    pr.add_argument("--seq-len", type=int, default=None, metavar="N",
+                    help="tokens per input (default: the architecture's own)")
+    pr.add_argument("--json", action="store_true", help="one object: latency_ms, breakdown, profile, error_summary")
     pr.set_defaults(func=cmd_predict)
 
     dv = lsub.add_parser("devices", help="list the built-in device profiles with their measured error")
-    dv.add_argument("--json", action="store_true")
+    dv.add_argument("--json", action="store_true", help="the list as JSON")
     dv.set_defaults(func=cmd_devices)
 
     r = lsub.add_parser("report", help="the profile's error table (held-out or leave-one-out)")
-    r.add_argument("--device", required=True)
+    r.add_argument("--device", required=True, metavar="PROFILE", help=PROFILE_HELP)
     r.add_argument("--csv", action="append", default=[], metavar="CSV",
                    help="score the profile on these measurement CSVs instead of its stored points")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="the table as JSON")
     r.set_defaults(func=cmd_report)
 
 
@@ -169,6 +176,7 @@ def cmd_bench_suite(args) -> int:
     from latency_models.tflite_bench import SUITE_DEFAULT, write_bench_suite
 
     _positive("threads", args.threads)
+    check_output_folder(args.out, "--out")
     script = write_bench_suite(args.out, archs=args.arch or SUITE_DEFAULT, threads=args.threads,
                                log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"wrote {script.parent}/*.tflite and {script}")

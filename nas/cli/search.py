@@ -8,6 +8,7 @@ import sys
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import factor, positive_float
+from nas.device import TRAIN_DEVICE_HELP
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -70,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-trial", type=float, metavar="N",
                    help="Ray: GPUs per trial (default 1 with --device cuda, else 0)")
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda: where candidates are trained (default cpu)")
+    p.add_argument("--device", default="cpu",
+                   help=f"where candidates are trained: {TRAIN_DEVICE_HELP}; with --jobs N and cuda, worker k "
+                        f"trains on GPU k mod the GPU count")
     p.add_argument("--teacher", metavar="DIR", help="teacher folder (default: the cached teacher of the space)")
     p.add_argument("--run-dir", metavar="DIR",
                    help="where trained students are kept (default: next to the SQLite file, else runs/<study>)")
@@ -135,5 +138,5 @@ def cmd_search(args) -> int:
     print("\nopen the dashboard:\n  mbnas dashboard --storage " + shlex.quote(res.storage)
           + " --study " + shlex.quote(res.study_name))
     print("export a model:\n  mbnas export --storage " + shlex.quote(res.storage) + " --study "
-          + shlex.quote(res.study_name) + " --pick knee --out model/")
+          + shlex.quote(res.study_name) + " --pick knee --out " + shlex.quote(f"export/{res.study_name}-knee"))
     return 0

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.files import check_output_folder
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("space", help="inspect, validate and sample search spaces")
@@ -14,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = ssub.add_parser("show", help="print a space: fixed shape, teacher, dimensions, constraints")
     show.add_argument("space", metavar="NAME|FILE")
-    show.add_argument("--json", action="store_true", help="print the parsed space as JSON")
+    fmt = show.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the parsed space as JSON")
+    fmt.add_argument("--yaml", action="store_true",
+                     help="print the space as a YAML space file: a start for your own (--space FILE)")
     show.set_defaults(func=cmd_show)
 
     val = ssub.add_parser("validate", help="check a space file; exit 2 with one line naming the problem")
@@ -37,6 +42,9 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(space.to_dict(), indent=2))
         return 0
+    if args.yaml:
+        print(space_yaml(space.to_dict()), end="")
+        return 0
     t = space.teacher
     k = count(t)
     print(f"space {space.name}  ({space.source})")
@@ -52,6 +60,23 @@ def cmd_show(args) -> int:
     print(f"constraints: {space.constraints}")
     print(f"distinct combinations: {space.size:,}")
     return 0
+
+
+def space_yaml(d: dict) -> str:
+    """A space as the built-in files write it: block mappings, one flow-style line per searched
+    dimension (``intra_size: {choices: [16, 32]}``); ``load_space`` reads it back to the same space."""
+    import yaml
+
+    def dump(x, flow: bool) -> str:
+        return yaml.safe_dump(x, sort_keys=False, default_flow_style=flow, width=100)
+
+    parts = []
+    for key, value in d.items():
+        if key == "search":
+            parts.append("search:\n" + "".join(f"  {dim}: {dump(spec, True)}" for dim, spec in value.items()))
+        elif value not in ({}, None, ""):
+            parts.append(dump({key: value}, False))
+    return "".join(parts)
 
 
 def cmd_validate(args) -> int:
@@ -75,7 +100,7 @@ def cmd_sample(args) -> int:
     cands = space.sample(args.n, seed=args.seed)
     rows = []
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        check_output_folder(args.out, "--out").mkdir(parents=True, exist_ok=True)
     for c in cands:
         k = count(c)
         path = c.save(args.out / f"{c.label}.json") if args.out else None

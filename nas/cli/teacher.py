@@ -7,7 +7,8 @@ from pathlib import Path
 
 from nas.cli.data_options import add_corpus
 from nas.cli.numbers import nonnegative_int, positive_float, positive_int
-from nas.device import check_device
+from nas.device import TRAIN_DEVICE_HELP, check_device
+from nas.files import check_output_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--lr", type=positive_float, help="AdamW peak learning rate")
     tr.add_argument("--warmup", type=nonnegative_int)
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on cuda)")
+    tr.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
     tr.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     add_corpus(tr, "pre-training text and the held-out score")
     tr.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     im.add_argument("checkpoint", type=Path, metavar="DIR", help="folder with config.json and model.safetensors")
     im.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
     add_corpus(im, "the held-out text it is scored on")
-    im.add_argument("--device", default="cpu", help="cpu or cuda: where it is scored")
+    im.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where it is scored")
     im.add_argument("--out", type=Path, help="folder to store teachers in (default: $MBNAS_CACHE/teachers)")
     im.set_defaults(func=cmd_import)
     info = tsub.add_parser("info", help="show the teacher a space would use (or a teacher folder)")
@@ -52,6 +53,8 @@ def cmd_train(args) -> int:
     from search_spaces import load_space
 
     check_device(args.device)
+    if args.out is not None:  # before the training, not after it
+        check_output_folder(args.out, "--out")
     space = load_space(args.space)
     changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed") if getattr(args, k) is not None}
     if not args.force and args.out is None and find_teacher(space) is not None:

@@ -129,6 +129,24 @@ def require_sqlite_file(url: str) -> None:
     if path is not None and not path.is_file():
         raise UserError(f"no study storage at {url} (file {path.resolve()} does not exist): run 'mbnas search' "
                         f"first, or pass --storage")
+    if path is not None:
+        require_sqlite_header(url, path)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def require_sqlite_header(url: str, path: Path) -> None:
+    """A ``--storage`` file that exists but is not an SQLite database (a typo naming another file) is one
+    line, not SQLAlchemy's "file is not a database" deep in the first query. An empty file is a new database."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError:
+        return  # unreadable: the database driver says why
+    if head and head != SQLITE_HEADER:
+        raise UserError(f"--storage {url}: {path} is not an SQLite database; give the file 'mbnas search' wrote, "
+                        f"e.g. {DEFAULT_STORAGE}")
 
 
 def engine_url(url: str) -> str:
@@ -166,6 +184,8 @@ def open_storage(url: str, *, must_exist: bool = False):
         except OSError as exc:
             raise UserError(f"--storage {url}: cannot create the folder {path.parent} ({exc.strerror}); "
                             f"give a path you can write to") from None
+        if not must_exist:  # require_sqlite_file checked it above
+            require_sqlite_header(url, path)
         # writes from the heartbeat thread and a second local process wait instead of failing
         kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith(("postgresql", "mysql")):

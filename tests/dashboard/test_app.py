@@ -190,6 +190,43 @@ def test_constrained_study_marks_infeasible_trials(budget_db):
     assert "violates the study's constraints" in names
 
 
+def test_a_study_not_in_the_storage_is_said(study_db, tmp_path, monkeypatch):
+    """A typo in --study (or a search not started yet): the CLI notes it before the server starts,
+    and the page says which study it shows instead."""
+    import optuna
+
+    from nas.cli.dashboard import _missing_study
+
+    url, name = study_db
+    assert _missing_study(url, name) is None
+    assert _missing_study(url, "demo-stduy") == (f"note: no study 'demo-stduy' in {url} (studies there: {name}; "
+                                                 f"showing '{name}' until it exists)")
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.storages.RDBStorage(empty)
+    assert _missing_study(empty, "x") == f"note: no study 'x' in {empty} (no studies yet)"
+    monkeypatch.setattr("sys.argv", ["app.py", "--storage", url, "--study", "demo-stduy"])
+    at = run_app(url)
+    assert f"no study named 'demo-stduy' in {url}; showing '{name}'" in texts(at, "warning")
+    assert at.title[0].value == f"Study {name}"
+
+
+def test_the_asked_study_is_shown_once_its_search_creates_it(tmp_path, monkeypatch):
+    from dashboard.synthetic import write_synthetic_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    write_synthetic_study(url, "older", 5, seed=1)
+    monkeypatch.setattr("sys.argv", ["app.py", "--storage", url, "--study", "mine"])
+    at = run_app(url)
+    assert at.title[0].value == "Study older" and "no study named 'mine'" in texts(at, "warning")
+    write_synthetic_study(url, "mine", 5, seed=2)  # the search starts while the page is open
+    at.run()
+    assert at.title[0].value == "Study mine" and not at.warning
+    at.sidebar.selectbox[0].set_value("older").run()  # the user's pick stays
+    assert at.title[0].value == "Study older"
+    at.run()
+    assert at.title[0].value == "Study older"
+
+
 def test_bad_port_is_one_line(mbnas):
     code, out, err = mbnas("dashboard", "--port", "70000")
     assert code == 2 and "--port must be between 1 and 65535" in err and len(err.strip().splitlines()) == 1

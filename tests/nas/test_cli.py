@@ -24,6 +24,18 @@ def test_sample_out_files_are_arch_inputs(mbnas, tmp_path):
     assert json.loads(out)["candidate"]["num_layers"] == 4
 
 
+@pytest.mark.parametrize("name", ["smoke", "demo", "mobilebert"])
+def test_space_show_yaml_is_a_space_file(mbnas, tmp_path, name):
+    """``space show NAME --yaml`` prints a file a user can edit and pass back as --space FILE."""
+    from search_spaces import load_space
+
+    code, out, err = mbnas("space", "show", name, "--yaml")
+    assert code == 0, err
+    (tmp_path / "mine.yaml").write_text(out)
+    assert load_space(str(tmp_path / "mine.yaml")).to_dict() == load_space(name).to_dict()
+    assert "\nsearch:\n  intra_size: {choices: [" in out  # one line per searched dimension
+
+
 def test_arch_info_reads_transformers_config(mbnas, tmp_path):
     from nas.references import REFERENCES
 
@@ -51,11 +63,16 @@ def test_bad_input_one_line_exit_2(mbnas, tmp_path, args, content, msg):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_unwritable_output_path_is_one_line(mbnas, tmp_path):
+@pytest.mark.parametrize("args", [("export", "--reference", "mobilebert-tiny"), ("space", "sample", "demo", "-n", "1"),
+                                  ("latency", "bench-suite")])
+@pytest.mark.parametrize("under", ["x", "x/y"])
+def test_an_output_folder_under_a_file_is_one_line(mbnas, tmp_path, args, under):
+    """The OS would say "File exists" or "Not a directory" about some other path: name the file."""
     (tmp_path / "a-file").write_text("")
-    code, out, err = mbnas("export", "--reference", "mobilebert-tiny", "--out", str(tmp_path / "a-file" / "x"))
+    code, out, err = mbnas(*args, "--out", str(tmp_path / "a-file" / under))
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert f"{tmp_path / 'a-file'}" in err and "check the path" in err
+    assert f"{tmp_path / 'a-file'} is a file, not a folder" in err
+    assert (tmp_path / "a-file").read_text() == ""
 
 
 def test_validate_builtin_ok(mbnas):

@@ -28,7 +28,7 @@ def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
     meta = StudyMeta.from_study(study)
     assert meta.strategy == "progressive" and meta.latency_profile == "pixel4-cpu-tflite"
     assert meta.score_name == "block_fidelity" and "held-out" in meta.score_data  # the default, named by the trainer
-    assert meta.score_data in out
+    assert meta.score_data in out and meta.heldout_data == meta.score_data  # the objective is a held-out score
     trained = [t for t in study.trials if outcome_of(t) in ("complete", "stopped", "failed")]
     assert len(trained) == 2
     done = [t for t in study.trials if outcome_of(t) == "complete"]

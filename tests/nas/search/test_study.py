@@ -244,3 +244,38 @@ def test_processes_opening_one_fresh_sqlite_file_at_once_all_get_the_storage(tmp
                               text=True) for _ in range(4)]
     outcomes = [line.strip() for p in procs for line in p.communicate(timeout=120)[0].splitlines()]
     assert outcomes == ["ok"] * (4 * len(urls))
+
+
+def test_each_score_names_its_own_data(storage):
+    """With a downstream objective the task score is measured on the task's dev split and every
+    masked-LM score on held-out text: the study records both, as the first completed trial said.
+    A study written before ``heldout_data`` existed names its objective's data for every score."""
+    from nas.search.objective import Outcome
+    from nas.search.runner import settle_score_meta
+    from nas.search.study import create_or_check
+
+    study, meta = create_or_check(storage, "d", _meta(objective="downstream", score_name="downstream_accuracy",
+                                                      score_data="(named by the first completed trial)"))
+    done = Outcome("complete", score=0.7, score_name="downstream_accuracy", score_data="rotten tomatoes dev",
+                   heldout_data="news held-out")
+    settle_score_meta(study, meta, done)
+    back = StudyMeta.from_study(study)
+    assert back.data_of("downstream_accuracy") == "rotten tomatoes dev"
+    assert back.data_of("mlm_accuracy") == back.data_of("teacher_kl") == "news held-out"
+    old = _meta()
+    assert old.heldout_data is None and old.data_of("teacher_kl") == "held-out"
+
+
+def test_a_storage_file_that_is_not_a_database_is_one_line(tmp_path):
+    """A --storage naming some other file: one line, for the search (writer) and export/dashboard
+    (readers), and the file is not touched."""
+    from nas.search.study import open_storage
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for must_exist in (False, True):
+        with pytest.raises(UserError, match=f"{notes} is not an SQLite database"):
+            open_storage(f"sqlite:///{notes}", must_exist=must_exist)
+    assert notes.read_text() == "my notes\n"
+    (tmp_path / "empty.db").write_bytes(b"")  # an empty file is a new database
+    open_storage(f"sqlite:///{tmp_path / 'empty.db'}")
