@@ -124,19 +124,42 @@ def student_cases(cand, teacher, cache, s, n_masked: int) -> list[tuple]:
              gemm_shapes(cand, bs, n_masked, V, True, heads=(H,)))]
 
 
-def timed_step(step, flops: float, shapes: list[tuple], repeats: int) -> tuple[list[float], tuple[float, float]]:
-    """(step times, (seconds, FLOPs) of the step's matmuls alone)."""
-    return timed(step, repeats), gemms_alone(shapes)
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def reached(times: list[float], flops: float, alone: tuple[float, float], ceiling: float) -> dict:
-    """Median step time and the share of ``ceiling`` it reaches, with the step's matmuls alone."""
+def matmuls_in_step(step, repeats: int) -> tuple[float, float]:
+    """(seconds in matrix-product kernels, seconds) per step of a profiled pass after the timed steps
+    (torch.profiler, self CPU time of ``MATMUL_OPS``): the same products as ``gemms_alone`` but with
+    the step's caches, layouts and transposes. Both from the same pass, so a drift of this host's
+    speed between passes does not skew their ratio (the profiler itself adds a few %)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    t = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            step()
+    wall = (time.perf_counter() - t) / repeats
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS) / 1e6 / repeats, wall
+
+
+def timed_step(step, flops: float, shapes: list[tuple], repeats: int
+               ) -> tuple[list[float], tuple[float, float], tuple[float, float]]:
+    """(step times, (seconds, FLOPs) of the step's matmuls alone, ``matmuls_in_step``)."""
+    return timed(step, repeats), gemms_alone(shapes), matmuls_in_step(step, max(3, repeats // 2))
+
+
+def reached(times: list[float], flops: float, alone: tuple[float, float], in_step: tuple[float, float],
+            ceiling: float) -> dict:
+    """Median step time and the share of ``ceiling`` it reaches, with the step's matmuls alone and
+    within the step (their time there, its share of the step, and the share of the ceiling they run at)."""
     med, lo, hi = median_spread(times)
     gflops = flops / med / 1e9
     alone_s, alone_f = alone
+    mm_s, profiled_s = in_step
     return {"ms": f"{med * 1e3:.0f} ({lo * 1e3:.0f}-{hi * 1e3:.0f})", "gflops": f"{gflops:.1f}",
             "of": f"{gflops / ceiling:.0%}", "alone_ms": f"{alone_s * 1e3:.0f}",
-            "alone_of": f"{alone_f / alone_s / 1e9 / ceiling:.0%}", "med": med}
+            "alone_of": f"{alone_f / alone_s / 1e9 / ceiling:.0%}", "in_ms": f"{mm_s * 1e3:.0f}",
+            "in_share": f"{mm_s / profiled_s:.0%}", "in_of": f"{alone_f / mm_s / 1e9 / ceiling:.0%}", "med": med}
 
 
 def main() -> int:
@@ -187,10 +210,11 @@ def main() -> int:
         measured = [(role, c, step, flops, shapes, *timed_step(step, flops, shapes, args.repeats))
                     for role, c, step, flops, shapes in cases]
         ceiling = max(ceiling, matmul_ceiling(threads))  # before and after the rows: the best of both
-        for role, c, _, flops, _, times, alone in measured:
-            m = reached(times, flops, alone, ceiling)
+        for role, c, _, flops, _, times, alone, in_step in measured:
+            m = reached(times, flops, alone, in_step, ceiling)
             rows.append([role, c.label, threads, f"{bs}x{c.seq_len}", f"{bs * c.seq_len / m['med']:,.0f}", m["ms"],
-                         m["gflops"], f"{ceiling:.0f}", m["of"], m["alone_ms"], m["alone_of"]])
+                         m["gflops"], f"{ceiling:.0f}", m["of"], m["alone_ms"], m["alone_of"], m["in_ms"],
+                         m["in_share"], m["in_of"]])
             print(rows[-1], flush=True)
     if args.sizes:
         torch.set_num_threads(1)
@@ -201,25 +225,32 @@ def main() -> int:
             measured += [(size, c, role, flops, *timed_step(step, flops, shapes, args.repeats))
                          for role, step, flops, shapes in student_cases(c, teacher, cache, s, n_masked)]
         ceiling = max(ceiling, matmul_ceiling(1))
-        for size, c, role, flops, times, alone in measured:
-            m = reached(times, flops, alone, ceiling)
+        for size, c, role, flops, times, alone, in_step in measured:
+            m = reached(times, flops, alone, in_step, ceiling)
             size_rows.append([size, c.label, f"{count(c).params / 1e6:.2f}", role.removeprefix("student "),
-                              m["ms"], m["gflops"], f"{ceiling:.0f}", m["of"], m["alone_of"]])
+                              m["ms"], m["gflops"], f"{ceiling:.0f}", m["of"], m["alone_of"], m["in_share"],
+                              m["in_of"]])
             print(size_rows[-1], flush=True)
     body = ("Median of {r} steps after one warm-up (min-max in brackets); {m} masked positions per batch. "
             "Ceiling: the best of 9 fp32 2048^3 matmuls on the same threads, measured before and after the rows "
             "it divides (the higher of the two). Allocator: {a}.\n\n"
             ).format(r=args.repeats, m=n_masked, a=allocator) + markdown_table(
         ["what", "model", "threads", "batch", "tokens/s", "ms/step", "GFLOP/s", "ceiling GFLOP/s", "of ceiling",
-         "matmuls alone ms", "matmuls alone, of ceiling"], rows) + (
+         "matmuls alone ms", "matmuls alone, of ceiling", "matmuls in step ms", "share of step",
+         "matmuls in step, of ceiling"], rows) + (
         "\n\nmatmuls alone: the same step's matrix products (the encoder's linears and attention products at "
         "this batch, the MLM heads at the masked positions; forward, input- and weight-gradient products of each "
         "trained one) timed back to back with nothing else, so the share of the ceiling those shapes allow at "
-        "best; the gap to \"of ceiling\" is everything that is not a matrix product.")
+        "best; the gap to \"of ceiling\" is everything that is not a matrix product. matmuls in step: the time "
+        "the step itself spends in matrix-product kernels (torch.profiler, a pass of its own after the timed "
+        "steps), its share of that pass's step time, and the share of the ceiling those kernels run at there. "
+        "Their product is what the step reaches; 40% of the ceiling needs (share of step) x (in step, of "
+        "ceiling) >= 40%.")
     if size_rows:
         body += ("\n\n## By candidate width (one thread, batch {b}x{t})\n\n".format(b=bs, t=cand.seq_len)
                  + markdown_table(["size", "model", "params M", "step", "ms/step", "GFLOP/s", "ceiling GFLOP/s",
-                                   "of ceiling", "matmuls alone, of ceiling"], size_rows))
+                                   "of ceiling", "matmuls alone, of ceiling", "matmuls: share of step",
+                                   "matmuls in step, of ceiling"], size_rows))
     write_result("train_throughput", "Training throughput", body)
     return 0
 

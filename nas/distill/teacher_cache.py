@@ -29,13 +29,14 @@ class TeacherOutputs:
     def __init__(self, model, batches: list[Batch], device: str, budget_bytes: int) -> None:
         self.model, self.batches, self.device = model, batches, device
         self._stored: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for b in batches:  # batches share one shape: keep them while one more still fits the budget
+        self._last: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+        for i, b in enumerate(batches):  # batches share one shape: keep them while one more still fits the budget
             out = self._run(b)
-            if (len(self._stored) + 1) * sum(t.nbytes for t in out) > budget_bytes:
+            if (i + 1) * sum(t.nbytes for t in out) > budget_bytes:
+                self._last = (i, out)  # computed anyway: the first read of it is free
                 break
             self._stored.append(out)
         self.kept = len(self._stored)
-        self._last: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @torch.no_grad()
     def _run(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
