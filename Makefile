@@ -11,6 +11,7 @@ install: $(STAMP)
 
 # torch first, pinned, so nothing later can pull a CUDA build; every later install is constrained.
 $(STAMP): pyproject.toml requirements/constraints.txt
+	@bash scripts/check-disk.sh .
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
