@@ -52,7 +52,7 @@ NORM_ACT = ("ln_n", "ln_el", "gelu_n", "gelu_el")
 PIXEL_NORM_ACT_SHAPE = {"ln_n": 0.0, "ln_el": 10.0, "gelu_n": 0.0, "gelu_el": 8.0}
 PIXEL_GROUPS = {"compute": tuple(f for f in FEATURES if f not in NORM_ACT), "norm_act": NORM_ACT}
 NORM_ACT_SPLIT = {"layer_norm": ("ln_n", "ln_el"), "gelu": ("gelu_n", "gelu_el")}
-CLASS_GROUPS = {  # enough points (>= 8): one factor per op class, LayerNorm/GELU apart from NoNorm/ReLU
+CLASS_GROUPS = {  # enough points (>= 12): one factor per op class, LayerNorm/GELU apart from NoNorm/ReLU
     "matmul": ("fc_n", "fc_macs", "fc_w", "fc_out", "fc_w_spill"),
     "attention": ("att_n", "att_macs", "att_sm", "att_qkv"),
     "norm_act": NORM_ACT,
@@ -152,6 +152,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def other_host(prof: DeviceProfile) -> str | None:
+    """A note when ``prof`` was measured on a host CPU other than this machine's: its costs are that
+    CPU's (the host profile's machines have differed from session to session)."""
+    if not prof.device.startswith("host CPU ("):
+        return None
+    cpu = _cpu_model()
+    if cpu in prof.device:
+        return None
+    there = prof.device.removeprefix("host CPU (").rsplit("), ", 1)[0]  # "host CPU (<model>), one core (x86_64)"
+    return (f"note: {prof.name} was measured on {there}; this machine is {cpu}: its predictions are that CPU's "
+            f"(time a few models here with 'mbnas latency measure')")
+
+
 def measurement_noise(repeat: Path = HOST_REPEAT, heldout: Path = HOST_HELDOUT) -> dict[str, Any] | None:
     """Relative difference between two timings of the same exported models at different times."""
     from latency_models.dataset import candidate_key, read_rows
@@ -181,11 +194,39 @@ def transfer_shape(base: DeviceProfile) -> DeviceProfile:
                          fit=base.fit, description=base.description, device=base.device)
 
 
+def structural_shape(base: DeviceProfile) -> DeviceProfile:
+    """``transfer_shape(base)`` with LayerNorm and GELU priced per element pass of their unfused graphs
+    (``PIXEL_NORM_ACT_SHAPE``, x 1e-6 ms before a factor) instead of the base's own costs.
+
+    A phone calibrated from a few points at one width (the bench suite: all hidden 512, seq 128) can
+    only fit one factor per group; on the host's shape LayerNorm is a per-call cost (its ``ln_el`` is
+    0), so that factor made every LayerNorm cost its MobileBERT price: 0.66 ms per call in a 2-block
+    demo model. Per element, it scales with the width, as the unfused graphs do."""
+    t = transfer_shape(base)
+    return DeviceProfile(name=t.name, conditions=t.conditions, error={}, fit=t.fit, description=t.description,
+                         device=t.device, coefficients={**t.coefficients,
+                                                        **{f: v * 1e-6 for f, v in PIXEL_NORM_ACT_SHAPE.items()}})
+
+
 def scaled_design(base: DeviceProfile, cands: Sequence[Candidate], groups: dict[str, Sequence[str]]) -> np.ndarray:
     """(n, groups) milliseconds the base profile books on each group of features."""
     contrib = features_many(cands) * base.weights
     cols = group_columns(groups)
     return np.stack([contrib[:, cols[g]].sum(axis=1) for g in groups], axis=1)
+
+
+def exercised_groups(base: DeviceProfile, cands: Sequence[Candidate], groups: dict[str, Sequence[str]]
+                     ) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """``groups`` with each group that no candidate exercises merged into the first one that some
+    candidate does (its features are then scaled with that one), and the merged groups' names."""
+    D = scaled_design(base, cands, groups)
+    unused = [g for g, s in zip(groups, D.sum(axis=0)) if s == 0]
+    keep = [g for g in groups if g not in unused]
+    if not unused or not keep:
+        return {g: tuple(v) for g, v in groups.items()}, []
+    merged = {g: tuple(groups[g]) for g in keep}
+    merged[keep[0]] += tuple(f for g in unused for f in groups[g])
+    return merged, unused
 
 
 def fit_factors(base: DeviceProfile, cands: Sequence[Candidate], y: np.ndarray,
@@ -228,8 +269,12 @@ def calibrate_scaled(base: DeviceProfile, cands: Sequence[Candidate], y: Sequenc
     loo_pred = np.zeros(len(y))
     for i in range(len(y)):
         keep = [j for j in range(len(y)) if j != i]
-        f_i = fit_factors(base, [cands[j] for j in keep], y[keep], groups)
-        p_i = DeviceProfile(name=name, coefficients=scaled_coefficients(base, f_i, groups), conditions={}, error={})
+        # the only point that prices a group cannot be predicted with that group's own factor: without
+        # it, the group is scaled with another, as a calibration that never measured it would be
+        groups_i, _ = exercised_groups(base, [cands[j] for j in keep], groups)
+        f_i = fit_factors(base, [cands[j] for j in keep], y[keep], groups_i)
+        p_i = DeviceProfile(name=name, coefficients=scaled_coefficients(base, f_i, groups_i), conditions={},
+                            error={})
         loo_pred[i] = p_i.estimate_many([cands[i]])[0]
         points.append({"label": row_label(cands[i]), "kind": "leave-one-out", "measured_ms": float(y[i]),
                        "predicted_ms": round(float(loo_pred[i]), 3),
@@ -268,12 +313,8 @@ def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
     shown = [(c, ms, "unverified (recalled, not checked against the paper's table): shown, never fitted")
              for c, ms in UNVERIFIED_PIXEL4_MS.values()]
     digest = hashlib.sha256(json.dumps([[r.name, r.pixel4_latency_ms] for r in refs]).encode()).hexdigest()
-    # the host's op-level shape, with the structural LayerNorm/GELU shape in element passes (x 1e-6 ms)
-    shaped = DeviceProfile(name=base.name, conditions=base.conditions, error={}, fit=base.fit,
-                           coefficients={**transfer_shape(base).coefficients,
-                                         **{f: v * 1e-6 for f, v in PIXEL_NORM_ACT_SHAPE.items()}})
     prof = calibrate_scaled(
-        shaped, cands, y, name="pixel4-cpu-tflite", device="Google Pixel 4 (Snapdragon 855), CPU",
+        structural_shape(base), cands, y, name="pixel4-cpu-tflite", device="Google Pixel 4 (Snapdragon 855), CPU",
         conditions={"runtime": "TFLite (2020, as in the MobileBERT paper)", "runtime_short": "TFLite",
                     "threads": 4, "precision": "fp32",
                     "batch": 1, "seq_len": 128, "statistic": "as reported in the paper"},
@@ -303,14 +344,15 @@ if __name__ == "__main__":  # pragma: no cover
 # ------------------------------------------------------------------------------------------------
 def scale_groups(cands: Sequence[Candidate]) -> dict[str, tuple[str, ...]]:
     """Feature groups, one scale factor each, that ``len(cands)`` measured points can fit with a
-    leave-one-out error to spare: one per op class from 8 points, compute and LayerNorm/GELU from 3,
+    leave-one-out error to spare: one per op class from 12 points (two a factor), compute and
+    LayerNorm/GELU from 3,
     a single factor below. LayerNorm and GELU get a factor each when some point has one without the
     other (the bench suite's two ablation models): their price differs from phone to phone (the
     Pixel 4 paid far more for LayerNorm), and only such points can tell them apart."""
     n = len(cands)
     if n < 3:
         return {"all": tuple(FEATURES)}
-    groups = {g: tuple(v) for g, v in (CLASS_GROUPS if n >= 8 else PIXEL_GROUPS).items()}
+    groups = {g: tuple(v) for g, v in (CLASS_GROUPS if n >= 2 * len(CLASS_GROUPS) else PIXEL_GROUPS).items()}
     separable = any((c.norm == "layer_norm") != (c.act == "gelu") for c in cands)
     if separable and n >= len(groups) + 2:
         del groups["norm_act"]
@@ -323,7 +365,8 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     """A user's profile from measurement CSVs and/or ``benchmark_model`` outputs (``mbnas latency calibrate``).
 
     Many CSV rows (>= 2 per op feature) -> an op-level fit of its own (``fit_op_profile``). Fewer points,
-    or phone logs -> scale factors over ``base`` (``scale_groups``: one per op class from 8 points on,
+    or phone logs -> scale factors over ``base``'s ``structural_shape`` (``scale_groups``: one per op class
+    from 12 points on,
     compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the points can tell them apart,
     a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
@@ -331,10 +374,14 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
 
     from latency_models.dataset import read_rows
     from latency_models.profile import load_profile
+    from nas.files import read_user_text
     from latency_models.tflite_bench import candidate_for, looks_like_benchmark_output, read_benchmark_file
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", device):
         raise UserError(f"--device {device!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
+    for h in heldout:
+        if not Path(h).is_file():
+            raise UserError(f"--heldout {h}: no such file")
     cands: list[Candidate] = []
     ys: list[float] = []
     data: list[dict[str, Any]] = []
@@ -346,7 +393,9 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
         p = Path(raw)
         if not p.is_file():
             raise UserError(f"{p}: no such file")
-        if looks_like_benchmark_output(p):
+        text = read_user_text(p)  # one line if the file is not UTF-8 text (a .tflite given by mistake)
+        first_line = text.partition("\n")[0]
+        if looks_like_benchmark_output(p) or "Graph:" in text:  # a log, even one cut short before its timings
             r = read_benchmark_file(p)
             c = candidate_for(r, [p.parent])
             cands.append(c)
@@ -361,6 +410,10 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
                              f"op profile ms: {parts}")
             else:
                 notes.append(f"{p.name}: {r.name} {r.avg_ms:.2f} ms measured over {r.runs} runs (no op profile)")
+        elif "," not in first_line:
+            raise UserError(f"{p}: neither a latency CSV (a header of comma-separated columns: README, "
+                            f"'Measurement CSV') nor TFLite benchmark_model output (a 'Graph: [...]' line, then "
+                            f"timings): a run cut short, or another file?")
         else:
             rows = [r for r in read_rows(p) if r.ok]
             cands += [r.candidate for r in rows]
@@ -389,16 +442,14 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
         return prof, notes
     if len(y) < 2:
         raise UserError(f"calibration needs at least 2 measured architectures, got {len(y)}")
-    base_prof = transfer_shape(load_profile(base))
+    if heldout:
+        notes.append(f"note: --heldout is not used: it scores an op-level fit, which needs >= {2 * len(FEATURES)} "
+                     f"CSV rows (got {len(y)} points); this profile's error is leave-one-out over its points")
+    base_prof = structural_shape(load_profile(base))
     groups = scale_groups(cands)
-    D = scaled_design(base_prof, cands, groups)
-    unused = [g for g, s in zip(groups, D.sum(axis=0)) if s == 0]
-    if unused:  # a group no point exercises: merge it into the first exercised group
-        keep = [g for g in groups if g not in unused]
-        merged = {g: tuple(groups[g]) for g in keep}
-        merged[keep[0]] = tuple(merged[keep[0]]) + tuple(f for g in unused for f in groups[g])
-        notes.append(f"no measured architecture exercises {', '.join(unused)}: scaled with '{keep[0]}'")
-        groups = merged
+    groups, unused = exercised_groups(base_prof, cands, groups)
+    if unused:
+        notes.append(f"no measured architecture exercises {', '.join(unused)}: scaled with '{next(iter(groups))}'")
     notes.append(f"scale factors over {base_prof.name} for {', '.join(groups)} ({len(y)} points)")
     prof = calibrate_scaled(base_prof, cands, y, name=device, device=device, conditions=cond, groups=groups,
                             data=data, description=f"{len(y)} measured points over {base_prof.name}'s op-level shape")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import platform
 import random
 import time
@@ -87,16 +88,21 @@ def _parse_row(raw: dict, where: str) -> Row:
     status = (raw.get("status") or "").strip()
     if status not in ("ok", "failed"):
         raise UserError(f"{where}: column 'status' must be 'ok' or 'failed', got {status!r}")
-    lat = None
     try:
         threads = int(raw.get("threads") or 1)
-        if status == "ok":
-            lat = float(raw["latency_ms"])
-            if not lat > 0:
-                raise ValueError
-    except (TypeError, ValueError):
-        raise UserError(f"{where}: columns 'threads' (integer) and 'latency_ms' (> 0 for status ok) are "
-                        f"malformed: {raw.get('threads')!r}, {raw.get('latency_ms')!r}") from None
+        if threads < 1:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"{where}: column 'threads' must be an integer >= 1, got {raw.get('threads')!r}") from None
+    lat = None
+    if status == "ok":
+        try:
+            lat = float(raw.get("latency_ms") or "nan")
+        except ValueError:
+            lat = math.nan
+        if not (math.isfinite(lat) and lat > 0):  # inf and nan would poison the fit and its JSON
+            raise UserError(f"{where}: column 'latency_ms' must be a finite number of milliseconds > 0 for "
+                            f"status ok, got {raw.get('latency_ms')!r}")
     extra = {k: raw[k] for k in MEASURE_COLUMNS + RETIME_COLUMNS + ("host", "measured_at")
              if raw.get(k) not in (None, "")}
     return Row(candidate=c, threads=threads, status=status, latency_ms=lat, source=raw.get("source") or "",
@@ -105,11 +111,10 @@ def _parse_row(raw: dict, where: str) -> Row:
 
 def read_rows(path: str | Path) -> list[Row]:
     """All rows of a measurement CSV; a malformed one raises ``UserError`` naming file and line."""
+    from nas.files import read_user_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    text = read_user_text(path)
     reader = csv.DictReader(text.splitlines())
     header = reader.fieldnames or []
     missing = [k for k in ("status", "latency_ms") + CANDIDATE_COLUMNS[1:] if k not in header]

@@ -19,6 +19,7 @@ one op class, which gives the breakdown. Every estimate says it is predicted and
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from nas.candidate import Candidate
 from nas.errors import UserError
 from nas.files import builtin_names, builtin_or_file
 from nas.ops import OP_CLASSES
-from latency_models.features import CLASS_MATRIX, FEATURES, features_from_ops, features_many
+from latency_models.features import CLASS_MATRIX, FEATURES, INDEX, features_from_ops, features_many
 
 SCHEMA = "mbnas.latency-profile/1"
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -59,7 +60,9 @@ class LatencyEstimate:
 
     def describe(self) -> str:
         """``62.1 ms (predicted by pixel4-cpu-tflite; leave-one-out error ...)``: how the CLI prints it."""
-        return f"{self.latency_ms:.1f} ms (predicted by {self.profile}; {self.error_summary})"
+        v = self.latency_ms  # three significant digits at least: a 0.4 ms model is not "0.4"
+        shown = f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+        return f"{shown} ms (predicted by {self.profile}; {self.error_summary})"
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class DeviceProfile:
         w = np.array([float(self.coefficients.get(f, 0.0)) for f in FEATURES])
         if not np.all(np.isfinite(w)):
             raise UserError(f"profile '{self.name}': coefficients must be finite numbers")
+        if np.any(w < 0):  # a cost below zero predicts negative latencies (fits are non-negative)
+            bad = FEATURES[int(np.argmax(w < 0))]
+            raise UserError(f"profile '{self.name}': coefficient '{bad}' is negative ({w[INDEX[bad]]:g}); op costs "
+                            f"are >= 0")
         object.__setattr__(self, "_w", w)
         object.__setattr__(self, "_w_class", w[:, None] * CLASS_MATRIX)  # (features, classes)
 
@@ -97,6 +104,14 @@ class DeviceProfile:
     @property
     def error_summary(self) -> str:
         return str(self.error.get("summary", "error not measured"))
+
+    @property
+    def content_hash(self) -> str:
+        """12 hex digits of sha256 over what a prediction depends on (the costs) and how it is labelled
+        (the error summary): a profile file calibrated again in place gets another one."""
+        blob = json.dumps({"coefficients": {f: float(self._w[INDEX[f]]) for f in FEATURES},
+                           "error": self.error_summary}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
     def weights(self) -> np.ndarray:
@@ -144,6 +159,10 @@ class DeviceProfile:
                 raise UserError(f"{where}: missing field '{k}'")
         if not isinstance(d["coefficients"], dict):
             raise UserError(f"{where}: field 'coefficients' must be an object of feature -> ms per unit")
+        missing = [f for f in FEATURES if f not in d["coefficients"]]
+        if missing and set(d["coefficients"]) <= set(FEATURES):  # not silently 0 (unknown names: __post_init__)
+            raise UserError(f"{where}: coefficients lack '{missing[0]}'" + (f" and {len(missing) - 1} more"
+                            if len(missing) > 1 else "") + "; write profiles with 'mbnas latency calibrate'")
         try:
             return cls(name=str(d["name"]), coefficients={k: float(v) for k, v in d["coefficients"].items()},
                        conditions=dict(d["conditions"]), error=dict(d["error"]), fit=dict(d.get("fit") or {}),

@@ -200,7 +200,8 @@ _SCRIPT = """#!/bin/sh
 #      prebuilt "benchmark_model" binary, or build //tensorflow/lite/tools/benchmark:benchmark_model)
 #   2. BENCHMARK_MODEL=/path/to/benchmark_model sh {script}
 #   3. mbnas latency calibrate --device my-phone logs/*.txt --out my-phone.json
-# Conditions as the MobileBERT paper's Pixel 4 numbers: fp32, batch 1, seq {seq_len}, THREADS={threads} by default.
+# Conditions: fp32, batch 1, seq {seq_len}, THREADS={threads} unless set (the MobileBERT paper's Pixel 4 numbers:
+# seq 128, 4 threads).
 set -e
 HERE=$(cd "$(dirname "$0")" && pwd)
 THREADS=${{THREADS:-{threads}}}

@@ -13,13 +13,14 @@ from nas.references import REFERENCES
 
 def load_json(path: Path) -> object:
     """A user's JSON file; unreadable or malformed is one ``UserError`` line naming where."""
+    from nas.files import read_user_text
+
+    text = read_user_text(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(text)
     except json.JSONDecodeError as exc:  # msg is e.g. "Invalid control character at": the place follows
         raise UserError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                         f"{exc.msg.removesuffix(' at')})") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def resolve_arch(arch: str, seq_len: int = 128) -> Candidate:

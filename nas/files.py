@@ -1,11 +1,26 @@
-"""Naming a built-in file (a search space, a device profile) or the user's own by path; checking a
-folder to write into."""
+"""Naming a built-in file (a search space, a device profile) or the user's own by path; reading a
+user's text file; checking a folder or file to write into."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from nas.errors import UserError
+
+
+def read_user_text(path: str | Path) -> str:
+    """A user's text file (CSV, JSON, YAML, a log) as UTF-8; a byte-order mark, as spreadsheet programs
+    write, is dropped. Missing, unreadable or not UTF-8 (a UTF-16 or Latin-1 export, a binary file
+    given by mistake) is one ``UserError`` line naming the file."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                        f"save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
 
 
 def builtin_names(folder: Path, suffix: str) -> list[str]:
@@ -23,8 +38,26 @@ def builtin_or_file(name_or_path: str | Path, folder: Path, suffix: str, kind: s
     p = Path(name_or_path)
     if p.is_file() and (not suffixes or p.suffix in suffixes):
         return p
+    if not p.exists() and (p.suffix in suffixes or len(p.parts) > 1):  # meant as a file: say that it is missing
+        raise UserError(f"{p}: no such file (built-in {kind}s: {', '.join(names)})")
     files = f"a {'/'.join(suffixes)} file" if suffixes else "an existing file"
     raise UserError(f"'{name_or_path}' is neither a built-in {kind} ({', '.join(names)}) nor {files}")
+
+
+def check_output_file(path: str | Path, flag: str, force: bool = False, inputs: Sequence[str | Path] = ()) -> Path:
+    """``path`` as a file to write, or one line saying why not: it is one of the command's ``inputs``
+    (always refused: writing it would lose them), a folder, under a file, or an existing file without
+    ``force``."""
+    path = Path(path)
+    if any(path.resolve() == Path(p).resolve() for p in inputs):
+        raise UserError(f"{flag} {path} is also an input of this command; writing it would lose that input: "
+                        f"give another file")
+    if path.is_dir():
+        raise UserError(f"{flag} {path}: it is a folder; give a file name")
+    check_output_folder(path.parent, flag)
+    if path.exists() and not force:
+        raise UserError(f"{flag} {path} exists; give another file name, or pass --force to replace it")
+    return path
 
 
 def check_output_folder(path: str | Path, flag: str) -> Path:

@@ -116,6 +116,8 @@ class StudyMeta:
     user_data: the user's ``--corpus`` / ``--task-csv`` named by content (None: the built-in data).
     heldout_data: the held-out text the masked-LM scores were measured on, in words; differs from
     ``score_data`` when the objective is a downstream task (None: studies written before it).
+    latency_profile_hash: ``DeviceProfile.content_hash`` of the profile, so that a profile file
+    calibrated again in place is not taken for the one the study was made with (None: older studies).
     """
 
     space: dict[str, Any]
@@ -133,6 +135,7 @@ class StudyMeta:
     distill_options: dict[str, Any] = field(default_factory=dict)
     user_data: str | None = None
     heldout_data: str | None = None
+    latency_profile_hash: str | None = None
 
     def data_of(self, score: str) -> str:
         """The data ``score`` (a key of a trial's scores) was measured on."""

@@ -47,7 +47,7 @@ import yaml
 
 from nas.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
 from nas.errors import UserError
-from nas.files import builtin_names, builtin_or_file
+from nas.files import builtin_names, builtin_or_file, read_user_text
 from nas.ops import count, mha_params_per_block
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -219,7 +219,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     """A built-in space by name, or a YAML file."""
     p = builtin_or_file(name_or_path, BUILTIN_DIR, ".yaml", "space")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(read_user_text(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from nas.files import check_output_folder
+from nas.files import check_output_file, check_output_folder
 
 ARCH_HELP = "reference name, candidate JSON file, or MobileBERT config.json"
 # here --device names a latency profile (a phone or this host); training's --device is a torch device
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--warmup", type=int, default=5, help="discarded warm-up runs (default 5)")
     m.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the candidate's)")
     m.add_argument("--keep", metavar="FILE", help="keep the exported .tflite here")
+    m.add_argument("--force", action="store_true", help="replace an existing --keep file")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_measure)
 
@@ -54,14 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--device", required=True, help="profile name to write, e.g. my-phone-cpu-tflite")
     c.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="CSV from 'latency dataset', or text output of TFLite benchmark_model (op profiling ok)")
-    c.add_argument("--out", metavar="FILE", help="profile JSON to write (default: <device>.json)")
+    c.add_argument("--out", metavar="FILE", help="profile JSON to write (default: <device>.json); an existing "
+                                                 "file is refused without --force")
+    c.add_argument("--force", action="store_true", help="replace an existing --out file")
     c.add_argument("--base", default="host-cpu-litert", help="op-level shape for few points (default host-cpu-litert)")
     c.add_argument("--heldout", action="append", default=[], metavar="CSV",
                    help="measurement CSV not fitted, for the error of an op-level fit")
     c.set_defaults(func=cmd_calibrate)
 
     b = lsub.add_parser("bench-suite", help="write .tflite files and an adb script that runs benchmark_model")
-    b.add_argument("--out", required=True, metavar="DIR")
+    b.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+    b.add_argument("--force", action="store_true",
+                   help="write into a folder that holds files: the suite's files are replaced, others kept")
     b.add_argument("--arch", action="append", default=None, metavar="ARCH",
                    help="architectures (repeatable; default: the paper's Pixel 4 references and ablations)")
     b.add_argument("--threads", type=int, default=4, help="threads the script passes (default 4, as the paper)")
@@ -87,6 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_report)
 
 
+LOO_WARN_PCT = 30.0  # a leave-one-out error past this says the factors are not determined by the points
+
+
 def _ms(v: float) -> str:
     return f"{v:.2f}" if v >= 1 else f"{v:.4f}"
 
@@ -95,7 +103,7 @@ def _positive(name: str, v: int) -> None:
     from nas.errors import UserError
 
     if v is not None and v < 1:
-        raise UserError(f"--{name} must be >= 1, got {v}")
+        raise UserError(f"{'-' if len(name) == 1 else '--'}{name} must be >= 1, got {v}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -105,6 +113,12 @@ def cmd_measure(args) -> int:
 
     for k in ("threads", "runs", "seq_len"):
         _positive(k.replace("_", "-"), getattr(args, k))
+    if args.warmup < 0:
+        from nas.errors import UserError
+
+        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.keep:
+        check_output_file(args.keep, "--keep", force=args.force)
     c = resolve_arch(args.arch, seq_len=args.seq_len or 128)
     m = measure_candidate(c, threads=args.threads, runs=args.runs, warmup=args.warmup, seq_len=args.seq_len,
                           keep=args.keep)
@@ -158,25 +172,34 @@ def cmd_dataset(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from pathlib import Path
-
     from latency_models.calibrate import calibrate_inputs
 
-    out = Path(args.out or f"{args.device}.json")
+    out = check_output_file(args.out or f"{args.device}.json", "--out", force=args.force,
+                            inputs=[*args.inputs, *args.heldout])
     prof, notes = calibrate_inputs(args.device, args.inputs, base=args.base, heldout=args.heldout)
     prof.save(out)
     for n in notes:
         print(n)
     print(f"wrote {out}: {prof.name}; {prof.error_summary}")
+    worst = prof.error.get("loo", {}).get("worst")
+    if worst is not None and abs(worst) > LOO_WARN_PCT:
+        print(f"warning: a leave-one-out error of {worst:+.0f}% means these points do not pin the profile's "
+              f"factors down: predictions for other shapes may be far off. Time more architectures, those "
+              f"of your search space among them (mbnas latency bench-suite --arch ...; mbnas space sample)",
+              file=sys.stderr)
     print(f"use it: mbnas latency predict --device {out} ARCH")
     return 0
 
 
 def cmd_bench_suite(args) -> int:
     from latency_models.tflite_bench import SUITE_DEFAULT, write_bench_suite
+    from nas.errors import UserError
 
     _positive("threads", args.threads)
-    check_output_folder(args.out, "--out")
+    out = check_output_folder(args.out, "--out")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UserError(f"--out {out} holds files (an earlier suite's logs/ would mix with this one's): give a new "
+                        f"folder, or pass --force to replace the suite's files there")
     script = write_bench_suite(args.out, archs=args.arch or SUITE_DEFAULT, threads=args.threads,
                                log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"wrote {script.parent}/*.tflite and {script}")
@@ -188,10 +211,15 @@ def cmd_predict(args) -> int:
     from nas.arch import resolve_arch
     from latency_models import load_profile
 
+    from latency_models.calibrate import other_host
+
     _positive("seq-len", args.seq_len)
     prof = load_profile(args.device)
     c = resolve_arch(args.arch, seq_len=args.seq_len or 128)
     est = prof.estimate(c, seq_len=args.seq_len)
+    note = other_host(prof)
+    if note:
+        print(note, file=sys.stderr)
     if args.json:
         print(json.dumps({"arch": c.name or c.label, "label": c.label, "seq_len": args.seq_len or c.seq_len,
                           **est.to_dict(), "conditions": prof.conditions}, indent=2))

@@ -168,7 +168,7 @@ def user_documents(paths: Sequence[Path]) -> Iterator[Document]:
 
 def _read_user_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"corpus file {path} does not exist") from None
     except UnicodeDecodeError as exc:

@@ -65,7 +65,7 @@ def load_user_csv(path: Path) -> ClassificationData:
     path = Path(path)
     rows: list[tuple[str, int, str]] = []
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: a spreadsheet's byte-order mark
             reader = csv.reader(f)
             header = [h.strip().lower() for h in next(reader, [])]
             if "text" not in header or "label" not in header:

@@ -183,7 +183,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     run_dir = Path(cfg.run_dir).resolve() if cfg.run_dir else default_run_dir(cfg.storage, name)
     meta = StudyMeta(
         space=space.to_dict(), strategy=cfg.strategy, objective=cfg.objective, score_name=score_name,
-        score_data=score_data, latency_profile=cfg.device_profile,
+        score_data=score_data, latency_profile=cfg.device_profile, latency_profile_hash=profile.content_hash,
         latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
         run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options), user_data=user_data,

@@ -247,6 +247,9 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
              if getattr(old, k) != getattr(meta, k)]
     if old.space.get("name") != meta.space.get("name") or old.space != meta.space:
         diffs.insert(0, f"space {old.space.get('name')!r} (now {meta.space.get('name')!r})")
+    if old.latency_profile_hash and old.latency_profile_hash != meta.latency_profile_hash:  # None: an older study
+        diffs.append(f"latency profile {old.latency_profile!r} of content {old.latency_profile_hash} (now "
+                     f"{meta.latency_profile_hash}: the profile changed since)")
     if diffs:
         raise UserError(f"study '{name}' was created with {diffs[0]}; rerun with its settings to resume it, "
                         f"or pass --study NEW_NAME to start another")

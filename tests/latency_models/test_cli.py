@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def test_predict_json(cli, tmp_path):
     (("calibrate", "--device", "p", "missing.csv"), "missing.csv: no such file"),
     (("calibrate", "--device", "bad name", "x.csv"), "--device 'bad name'"),
     (("measure", "gpt-5"), "neither a reference architecture"),
+    (("measure", "mobilebert", "--warmup", "-1"), "--warmup must be >= 0, got -1"),
+    (("dataset", "--space", "smoke", "-n", "0", "--out", "x.csv"), "-n must be >= 1, got 0"),
+    (("predict", "--device", "nope.json", "mobilebert"), "nope.json: no such file"),
 ])
 def test_bad_input_is_one_line_exit_2(cli, args, match):
     code, out, err = cli("latency", *args)
@@ -105,3 +109,82 @@ def test_report_pixel_and_host(cli):
     assert out.count("held-out") >= 40
     code, out, err = cli("latency", "report", "--device", "host-cpu-litert", "--csv", str(HOST_HELDOUT), "--json")
     assert code == 0 and json.loads(out)["points"]
+
+
+def test_calibrate_never_writes_over_its_input_or_an_existing_file(cli, tmp_path):
+    """Before, '--out victim.csv' replaced the measurements with the profile, and any existing file went too."""
+    csv = tmp_path / "victim.csv"
+    csv.write_text(HOST_TRAIN.read_text())
+    before = csv.read_bytes()
+    code, _, err = cli("latency", "calibrate", "--device", "x", str(csv), "--out", str(csv), "--force")
+    assert code == 2 and "--out" in err and "is also an input" in err and csv.read_bytes() == before
+    (tmp_path / "p.json").write_text("my notes")
+    code, _, err = cli("latency", "calibrate", "--device", "x", str(csv), "--out", str(tmp_path / "p.json"))
+    assert code == 2 and "exists" in err and "--force" in err and (tmp_path / "p.json").read_text() == "my notes"
+    code, out, err = cli("latency", "calibrate", "--device", "x", str(csv), "--out", str(tmp_path / "p.json"),
+                         "--force")
+    assert code == 0, err
+    assert json.loads((tmp_path / "p.json").read_text())["name"] == "x"
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p.write_bytes(HOST_TRAIN.read_text().encode("utf-16")), "not UTF-8 text"),
+    (lambda p: p.write_bytes(b"TFL3\x00\x00\xff\xfe" * 8), "not UTF-8 text"),  # a .tflite given by mistake
+    (lambda p: p.write_text("STARTING!\nLog parameter values verbosely: [0]\n"),
+     "neither a latency CSV .* nor TFLite benchmark_model output"),  # a log cut short before its 'Graph:' line
+])
+def test_calibrate_input_that_is_not_text_or_not_a_measurement_is_one_line(cli, tmp_path, make, match):
+    make(tmp_path / "in.csv")
+    code, _, err = cli("latency", "calibrate", "--device", "x", str(tmp_path / "in.csv"), "--out",
+                       str(tmp_path / "p.json"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and re.search(match, err), err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_predict_of_a_binary_file_is_one_line(cli, tmp_path):
+    (tmp_path / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3\xff" * 4)
+    code, _, err = cli("latency", "predict", "--device", "pixel4-cpu-tflite", str(tmp_path / "model.tflite"))
+    assert code == 2 and "model.tflite: not UTF-8 text" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibrate_heldout_missing_is_refused_and_unused_is_said(cli, tmp_path):
+    logs = [shutil.copy(DATA / f, tmp_path / f) for f in ("benchmark_mobilebert_xnnpack.txt",
+                                                          "benchmark_mobilebert-no-opt_builtin.txt")]
+    code, _, err = cli("latency", "calibrate", "--device", "x", *map(str, logs), "--heldout", "nope.csv",
+                       "--out", str(tmp_path / "p.json"))
+    assert code == 2 and "--heldout nope.csv: no such file" in err
+    code, out, err = cli("latency", "calibrate", "--device", "x", *map(str, logs), "--heldout", str(HOST_HELDOUT),
+                         "--out", str(tmp_path / "p.json"))
+    assert code == 0, err
+    assert "--heldout is not used" in out
+
+
+def test_calibrate_warns_when_leave_one_out_says_the_points_do_not_agree(cli, tmp_path):
+    """Four host rows with their latencies shuffled: no scaling of the host's shape fits them."""
+    lines = HOST_TRAIN.read_text().splitlines()
+    header, rows = lines[0], lines[1:5]
+    col = header.split(",").index("latency_ms")
+    cells = [r.split(",") for r in rows]
+    lat = [c[col] for c in cells]
+    for c, v in zip(cells, [str(float(lat[0]) * 20), lat[1], str(float(lat[2]) / 20), lat[3]]):
+        c[col] = v
+    (tmp_path / "odd.csv").write_text("\n".join([header] + [",".join(c) for c in cells]) + "\n")
+    code, out, err = cli("latency", "calibrate", "--device", "odd", str(tmp_path / "odd.csv"), "--out",
+                         str(tmp_path / "p.json"))
+    assert code == 0, err
+    assert "warning: a leave-one-out error of" in err and "do not pin" in err
+
+
+def test_bench_suite_refuses_a_folder_that_holds_files(cli, tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "mobilebert.txt").write_text("an earlier phone run")
+    code, _, err = cli("latency", "bench-suite", "--out", str(tmp_path))
+    assert code == 2 and "holds files" in err and "--force" in err
+    assert (tmp_path / "logs" / "mobilebert.txt").read_text() == "an earlier phone run"
+
+
+def test_measure_keep_refuses_an_existing_file(cli, tmp_path):
+    (tmp_path / "p.csv").write_text("my measurements")
+    code, _, err = cli("latency", "measure", "mobilebert-tiny", "--keep", str(tmp_path / "p.csv"))
+    assert code == 2 and "--keep" in err and "exists" in err
+    assert (tmp_path / "p.csv").read_text() == "my measurements"

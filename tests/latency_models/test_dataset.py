@@ -34,12 +34,28 @@ def test_reads_good_rows(tmp_path):
     ({"num_layers": "two"}, "line 3: column 'num_layers' must be an integer"),
     ({"status": "maybe"}, "line 3: column 'status'"),
     ({"latency_ms": "-1"}, "line 3: .*latency_ms"),
+    ({"latency_ms": "inf"}, "line 3: column 'latency_ms' must be a finite number"),
+    ({"latency_ms": "fast"}, "line 3: column 'latency_ms' .* got 'fast'"),  # not blamed on 'threads'
+    ({"threads": "four"}, "line 3: column 'threads' must be an integer"),
     ({"norm": "batch_norm"}, "line 3: candidate field 'norm'"),
     ({"trigram_input": "yes"}, "line 3: column 'trigram_input'"),
 ])
 def test_malformed_row_names_the_line(tmp_path, bad, match):
     with pytest.raises(UserError, match=match):
         read_rows(write(tmp_path / "bad.csv", [GOOD, {**GOOD, **bad}]))
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_reads(tmp_path):
+    p = write(tmp_path / "excel.csv", [GOOD])
+    p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    assert read_rows(p)[0].latency_ms == 0.05
+
+
+def test_a_csv_that_is_not_utf8_is_one_line(tmp_path):
+    p = write(tmp_path / "u16.csv", [GOOD])
+    p.write_bytes(p.read_text().encode("utf-16"))
+    with pytest.raises(UserError, match=r"u16.csv: not UTF-8 text \(byte 0xff at offset 0\); save it as UTF-8"):
+        read_rows(p)
 
 
 def test_wrong_field_count_and_foreign_csv(tmp_path):

@@ -88,12 +88,33 @@ def test_unknown_profile_lists_known():
      "missing field 'coefficients'"),
     ('{"schema": "mbnas.latency-profile/1", "name": "x", "conditions": {}, "error": {}, "coefficients": {"flops": 1}}',
      "unknown feature 'flops'"),
+    ('{"schema": "mbnas.latency-profile/1", "name": "x", "conditions": {}, "error": {}, "coefficients": {"fc_n": 1}}',
+     "coefficients lack 'fc_macs' and 19 more"),
+    ("NEGATIVE", "coefficient 'fc_macs' is negative"),
+    ("\x00\xff\x10binary", "not UTF-8 text"),
 ])
 def test_malformed_profile_file(tmp_path, content, match):
     p = tmp_path / "bad.json"
-    p.write_text(content)
+    if content == "NEGATIVE":  # a hand-edited profile: every coefficient there, one below zero
+        d = load_profile("host-cpu-litert").to_dict()
+        d["coefficients"]["fc_macs"] = -1.0
+        content = json.dumps(d)
+    p.write_text(content, encoding="latin-1")
     with pytest.raises(UserError, match=match):
         load_profile(str(p))
+
+
+def test_a_missing_profile_path_says_no_such_file(tmp_path):
+    with pytest.raises(UserError, match=r"nope.json: no such file \(built-in device profiles: host-cpu-litert"):
+        load_profile(str(tmp_path / "nope.json"))
+
+
+def test_content_hash_follows_the_costs():
+    a = load_profile("host-cpu-litert")
+    d = a.to_dict()
+    d["coefficients"]["fc_macs"] *= 1.01
+    assert DeviceProfile.from_dict(d).content_hash != a.content_hash
+    assert DeviceProfile.from_dict(a.to_dict()).content_hash == a.content_hash
 
 
 def test_profile_from_dict_needs_schema():

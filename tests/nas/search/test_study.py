@@ -69,6 +69,19 @@ def test_resuming_with_other_settings_is_refused(storage):
         create_or_check(storage, "s", _meta(score_name="teacher_fidelity"))
 
 
+def test_a_profile_file_calibrated_again_in_place_is_refused(storage):
+    """The same --device-profile path with other contents: the study's latencies would mix two
+    predictors under one name. A study written before the hash was kept resumes."""
+    from nas.search.study import create_or_check
+
+    create_or_check(storage, "p", _meta(latency_profile="p6.json", latency_profile_hash="aaaaaaaaaaaa"))
+    create_or_check(storage, "p", _meta(latency_profile="p6.json", latency_profile_hash="aaaaaaaaaaaa"))
+    with pytest.raises(UserError, match="latency profile 'p6.json' of content aaaaaaaaaaaa .*changed since"):
+        create_or_check(storage, "p", _meta(latency_profile="p6.json", latency_profile_hash="bbbbbbbbbbbb"))
+    create_or_check(storage, "older", _meta())
+    create_or_check(storage, "older", _meta(latency_profile_hash="cccccccccccc"))
+
+
 def test_studies_from_before_distill_options_still_resume(storage):
     import optuna
 
