@@ -30,7 +30,7 @@ from typing import Any
 
 from nas.errors import UserError, check_choice
 from nas.files import check_output_folder
-from nas.pareto import knee_point, pareto_front
+from nas.pareto import has_knee, knee_point, pareto_front
 from nas.records import StudyMeta
 
 PICKS = ("knee", "fastest", "most-accurate")
@@ -56,7 +56,8 @@ def _exportable(study) -> list:
             and v.record.weights]
 
 
-def pick_trial(study, trial: int | None = None, pick: str | None = None, under_ms: float | None = None):
+def pick_trial(study, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
+               notes: list[str] | None = None):
     """The ``TrialView`` to export (default: the knee of the front)."""
     from nas.search.study import trial_views
 
@@ -86,6 +87,9 @@ def pick_trial(study, trial: int | None = None, pick: str | None = None, under_m
         return done[front[0].index]
     if pick == "most-accurate":
         return done[front[-1].index]
+    if notes is not None and not has_knee(front):
+        notes.append(f"the front of {len(front)} point(s) has no knee (no point above the line between its fastest "
+                     f"and most accurate ends): this is its most accurate point")
     return done[knee_point(front).index]
 
 
@@ -197,7 +201,8 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
     meta = StudyMeta.from_study(study)
     if meta is None:
         raise UserError(f"study '{study.study_name}' was not written by 'mbnas search' (no mbnas settings in it)")
-    v = pick_trial(study, trial, pick, under_ms)
+    notes: list[str] = []
+    v = pick_trial(study, trial, pick, under_ms, notes)
     rec = v.record
     if Path(rec.weights).is_absolute() or ".." in Path(rec.weights).parts:
         # a search writes weights under its run dir; a record naming anything else was not written by it
@@ -239,7 +244,8 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
         if tflite:
             export_tflite(stage, c.seq_len)
     desc = (f"trial {v.number} ({c.label}, {rec.strategy}): {meta.score_name} {v.values[0]:.4f} on {meta.score_data}; "
-            f"{v.values[1]:.3g} ms predicted on {meta.latency_profile} ({meta.latency_error})")
+            f"{v.values[1]:.3g} ms predicted on {meta.latency_profile} ({meta.latency_error})"
+            + "".join(f"; {n}" for n in notes))
     return Exported(out=out, trial=v.number, files=files, max_abs_diff=diff, description=desc)
 
 

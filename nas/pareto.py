@@ -82,12 +82,28 @@ def knee_point(front: Sequence[ParetoPoint]) -> ParetoPoint:
     """The front point farthest from the straight line between its two ends, both axes scaled to
     [0, 1] over the front (the usual "knee": the best trade-off before returns diminish).
 
-    A front of one or two points returns its most accurate point.
+    A front without a knee (``has_knee``: one or two points, or no point above that line, as when
+    the front bends the other way) returns its most accurate point, whatever its length.
     """
     if not front:
         raise ValueError("empty Pareto front")
-    if len(front) <= 2:
+    dist, pts = _above_chord(front)
+    if not dist or max(dist) <= 1e-12:
         return max(front, key=lambda p: (p.score, -p.latency_ms))
+    return pts[max(range(len(pts)), key=lambda i: dist[i])]
+
+
+def has_knee(front: Sequence[ParetoPoint]) -> bool:
+    """Whether some point of ``front`` lies above the line between its fastest and most accurate points."""
+    dist, _ = _above_chord(front)
+    return bool(dist) and max(dist) > 1e-12
+
+
+def _above_chord(front: Sequence[ParetoPoint]) -> tuple[list[float], list[ParetoPoint]]:
+    """Each point's distance above the chord, both axes scaled to [0, 1] over the front, in latency
+    order (empty for fewer than three points)."""
+    if len(front) <= 2:
+        return [], list(front)
     pts = sorted(front, key=lambda p: p.latency_ms)
     s_lo, s_hi = min(p.score for p in pts), max(p.score for p in pts)
     t_lo, t_hi = pts[0].latency_ms, pts[-1].latency_ms
@@ -96,5 +112,4 @@ def knee_point(front: Sequence[ParetoPoint]) -> ParetoPoint:
     (x0, y0), (x1, y1) = xy[0], xy[-1]
     norm = math.hypot(x1 - x0, y1 - y0) or 1.0
     # distance above the chord from the fastest to the most accurate point
-    dist = [((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)) / norm for x, y in xy]
-    return pts[max(range(len(pts)), key=lambda i: dist[i])]
+    return [((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)) / norm for x, y in xy], pts

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except Terminated as exc:
-        print(f"mbnas: {exc}", file=sys.stderr)
+        _say_stopped(args, str(exc))
         return exc.exit_code
     except UserError as exc:
         print(f"mbnas: error: {exc}", file=sys.stderr)
@@ -69,10 +69,19 @@ def main(argv: list[str] | None = None) -> int:
               f"may write there)", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
-        print("mbnas: interrupted", file=sys.stderr)
+        _say_stopped(args, "interrupted")
         return 130
     finally:
         restore_sigterm()
+
+
+def _say_stopped(args, what: str) -> None:
+    """One line for a stopped command; a signal reaches every ``search --jobs`` worker too (index >= 1),
+    and only the search the user started says it."""
+    if getattr(args, "worker_index", 0):
+        return
+    resume = "; completed trials are kept: rerun the same command to resume" if args.command == "search" else ""
+    print(f"mbnas: {what}{resume}", file=sys.stderr)
 
 
 def _stop_on_sigterm():

@@ -65,6 +65,27 @@ def _missing_study(url: str, study: str) -> str | None:
     return f"note: no study '{study}' in {url} ({there})"
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """One line before the URL is announced, not Streamlit's "Port N is not available" after it (and
+    the announced URL would reach whatever holds the port: another dashboard, say)."""
+    import socket
+
+    from nas.errors import UserError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise UserError(f"--port {port}: {host}:{port} is not available ({exc.strerror}; another dashboard?); "
+                            f"pass another --port") from None
+
+
 def cmd_dashboard(args) -> int:
     import os
     import subprocess
@@ -78,6 +99,7 @@ def cmd_dashboard(args) -> int:
         raise UserError(f"--refresh must be >= 0 seconds (0: off), got {args.refresh:g}")
     from nas.search.study import sqlite_path
 
+    _check_port_free(args.host, args.port)
     cmd = streamlit_command(args.storage, args.study, args.host, args.port, args.refresh)
     url = cmd[cmd.index("--storage") + 1]  # absolute, as the app gets it
     path = sqlite_path(args.storage)

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Multi-objective search: each trial samples a candidate, predicts its latency on the device "
                     "profile (rejecting it before training when over --latency-budget-ms), distils it from the "
                     "space's teacher and scores it. Results go to an Optuna study; rerunning the same command "
-                    "resumes it (a trial whose worker was killed is marked failed and redone).")
+                    "resumes it (a trial whose worker was killed is marked failed; a new trial takes its place).")
     p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
     p.add_argument("--strategy", default="progressive",
                    help="knowledge transfer: progressive (default), joint, auxiliary, theseus, theseus-constant, "

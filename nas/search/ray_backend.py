@@ -264,6 +264,9 @@ def ray_cluster(address: str | None, run_dir: Path, num_gpus: int | None, log: C
     """Connect to ``address``, or start a local token-authenticated cluster bound to 127.0.0.1."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"  # per-layer reports carry no final metrics
+    # Tune's newer console output prints its results folder and a TensorBoard hint even at verbose=0;
+    # the results live in the study (progress bar, dashboard), so the older, silent reporter
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address is None or _head_on_loopback_only(address):
         _keep_ray_on_loopback()
     if address is None:  # before importing ray: it reads the authentication mode once
@@ -302,6 +305,32 @@ def ray_cluster(address: str | None, run_dir: Path, num_gpus: int | None, log: C
         ray.shutdown()
 
 
+def _gpus_per_trial(cfg: Any) -> float:
+    return cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if cfg.device.startswith("cuda") else 0.0)
+
+
+JOIN_PROBE_S = 5.0  # how long a head's port may take to answer before --ray-address is called unreachable
+
+
+def check_ray_setup(cfg: Any) -> None:
+    """What can be known before the study is created (a refused search leaves no empty study behind):
+    a local cluster can hold one trial; a ``--ray-address`` answers at all (ray.init would retry an
+    address where nothing listens for ever, printing only Ray's own connection lines)."""
+    if not cfg.ray_address:
+        _local_resources(cfg, _gpus_per_trial(cfg))
+        return
+    address = cfg.ray_address.removeprefix("ray://")
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not port.isdigit():
+        return  # Ray resolves these itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=JOIN_PROBE_S).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UserError(f"--ray-address {cfg.ray_address}: nothing answers there ({why}); start the head with "
+                        f"'ray start --head' (README, 'Scale out') or give its address") from None
+
+
 def _local_resources(cfg: Any, gpus_per_trial: float) -> int:
     """GPUs to give a local cluster (all torch sees, when trials use any); a trial that asks for more
     CPUs or GPUs than this machine has is refused here, since Ray would wait for them forever."""
@@ -322,7 +351,7 @@ def _local_resources(cfg: Any, gpus_per_trial: float) -> int:
 
 def run_ray(prep: Any, log: Callable[[str], None] = print) -> None:
     cfg, study, ctx = prep.config, prep.study, prep.ctx
-    gpus = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if cfg.device.startswith("cuda") else 0.0)
+    gpus = _gpus_per_trial(cfg)
     ctx.threads = cfg.threads or max(1, int(cfg.cpus_per_trial))
     local_gpus = _local_resources(cfg, gpus) if not cfg.ray_address else None
     deadline = time.time() + cfg.timeout if cfg.timeout else None

@@ -9,6 +9,7 @@ rejected over the budget cost no training and do not count; interrupted ones are
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -140,6 +141,13 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     from search_spaces import load_space
 
     _check(cfg)
+    if cfg.backend == "ray":
+        from nas.search.ray_backend import check_ray_setup
+
+        check_ray_setup(cfg)
+    elif cfg.jobs > (os.cpu_count() or 1) and not cfg.worker_index:
+        log(f"note: --jobs {cfg.jobs} on {os.cpu_count()} CPUs: the workers share cores, one thread each, so each "
+            f"trial takes longer")
     # a Ray driver trains nothing: it may be a CPU-only head sending trials to GPU workers
     check_device(cfg.device, here=not (cfg.backend == "ray" and cfg.ray_address))
     if cfg.device == "cuda" and cfg.backend == "optuna":

@@ -118,6 +118,20 @@ def sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def check_storage_url(url: str) -> None:
+    """A URL SQLAlchemy would misread or fail on with its own words ("Can't load plugin ...") is one
+    line with the fix: a SQLite URL short of its three slashes, ``postgres://``, an unknown scheme."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else url.split(":", 1)[0]
+    if url.startswith("sqlite:") and not url.startswith("sqlite://"):
+        raise UserError(f"--storage {url}: a SQLite URL needs three slashes before a relative path and four "
+                        f"before an absolute one, e.g. {DEFAULT_STORAGE} or sqlite:////data/mbnas.db")
+    if scheme == "postgres":
+        raise UserError(f"--storage {url}: SQLAlchemy calls it postgresql://, not postgres://")
+    if "://" in url and scheme not in ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql"):
+        raise UserError(f"--storage {url}: unknown database '{scheme}'; e.g. {DEFAULT_STORAGE} or "
+                        f"postgresql://user@host/db")
+
+
 def require_sqlite_file(url: str) -> None:
     """Readers (export, the dashboard) refuse a SQLite URL whose file is missing instead of creating
     an empty database there: a typo in ``--storage`` gets one line, not a stray file. An in-memory
@@ -171,6 +185,7 @@ def open_storage(url: str, *, must_exist: bool = False):
     import optuna
 
     kwargs: dict[str, Any] = {}
+    check_storage_url(url)
     if must_exist:
         require_sqlite_file(url)
     if url.startswith("sqlite:"):
@@ -196,8 +211,9 @@ def open_storage(url: str, *, must_exist: bool = False):
     try:
         return _rdb_storage(optuna, engine_url(url), kwargs)
     except ImportError as exc:
-        raise UserError(f"--storage {url}: database driver missing ({exc}); pip install "
-                        f"'mobilebert-nas[postgres]' for PostgreSQL") from None
+        fix = ("pip install psycopg, or use postgresql:// (psycopg2, which 'mobilebert-nas[postgres]' installs)"
+               if url.startswith("postgresql+psycopg:") else "pip install 'mobilebert-nas[postgres]' for PostgreSQL")
+        raise UserError(f"--storage {url}: database driver missing ({exc}); {fix}") from None
     except Exception as exc:  # sqlalchemy.exc.OperationalError, ArgumentError ...
         raise UserError(f"--storage {url}: cannot open ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0]})") from None

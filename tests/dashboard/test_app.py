@@ -232,6 +232,18 @@ def test_bad_port_is_one_line(mbnas):
     assert code == 2 and "--port must be between 1 and 65535" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_port_in_use_is_one_line_before_any_url(mbnas):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code, out, err = mbnas("dashboard", "--port", str(port))
+    assert code == 2 and f"--port {port}: 127.0.0.1:{port} is not available" in err
+    assert len(err.strip().splitlines()) == 1 and "http://" not in err
+
+
 def test_cli_binds_loopback_headless_by_default():
     from nas.cli import build_parser
     from nas.cli.dashboard import streamlit_command

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from nas.pareto import hypervolume, knee_point, pareto_front
+from nas.pareto import has_knee, hypervolume, knee_point, pareto_front
 
 
 def _brute_front(scores, lats):
@@ -75,3 +75,14 @@ def test_knee_is_the_bend():
     front = pareto_front([0.1, 0.7, 0.75], [1.0, 2.0, 10.0])
     assert knee_point(front).index == 1
     assert knee_point(pareto_front([0.3], [4.0])).index == 0
+    assert has_knee(front) and not has_knee(pareto_front([0.3, 0.5], [4.0, 5.0]))
+
+
+def test_a_front_without_a_knee_gives_its_most_accurate_point_whatever_its_length():
+    """The walkthrough's front: 0.503 @ 0.83 ms, 0.628 @ 1.52 ms, 0.771 @ 1.59 ms; the middle point is
+    below the line between the ends, so there is no bend. Before, three points gave the *least*
+    accurate one while two gave the most accurate."""
+    front = pareto_front([0.503, 0.628, 0.771], [0.83, 1.52, 1.59])
+    assert not has_knee(front)
+    assert knee_point(front).index == 2
+    assert knee_point(pareto_front([0.503, 0.771], [0.83, 1.59])).index == 1

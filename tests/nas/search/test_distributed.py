@@ -150,6 +150,7 @@ def test_ray_head_and_worker_on_loopback(ray_cluster, run_mbnas, smoke_search, l
                                 trials=2), env=env, timeout=480)
     assert p.returncode == 0, p.stderr[-4000:]
     assert "Pareto front" in p.stdout
+    assert "TensorBoard" not in p.stdout + p.stderr and "View detailed results" not in p.stdout  # Tune's, not ours
     study = load_study(storage)
     trained = [t for t in study.trials if outcome_of(t) in ("complete", "stopped", "failed")]
     assert len(trained) == 2 and not [t for t in study.trials if outcome_of(t) == "running"]

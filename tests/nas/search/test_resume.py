@@ -96,6 +96,7 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
             proc.kill()
     err = proc.stderr.read()
     assert code == 143 and "mbnas: stopped by SIGTERM" in err, err[-2000:]
+    assert err.count("mbnas: stopped by") == 1 and "rerun the same command to resume" in err  # not once per worker
     for pid in {t.user_attrs[WORKER_ATTR]["pid"] for t in training}:
         try:
             os.kill(pid, 0)

@@ -121,6 +121,15 @@ def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="--gpus-per-trial 1: torch sees 0 GPU"):
             run_search(SearchConfig(**base, backend="ray", gpus_per_trial=1))
+    # an address where nothing listens: ray.init would retry it for ever
+    with pytest.raises(UserError, match="--ray-address 127.0.0.1:1: nothing answers there"):
+        run_search(SearchConfig(**base, backend="ray", ray_address="127.0.0.1:1"))
+    # none of the refusals above left a study behind (the dashboard would open an empty one)
+    import optuna
+
+    from nas.search.study import open_storage
+
+    assert optuna.get_all_study_summaries(open_storage(storage), include_best_trial=False) == []
 
 
 def test_early_stopping_stops_hopeless_candidates(smoke_teacher_dir, load_study, tmp_path):

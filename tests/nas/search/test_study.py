@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -155,6 +156,23 @@ def test_unknown_storage_is_a_user_error():
 
     with pytest.raises(UserError, match="not a database URL"):
         open_storage("runs/mbnas.db")
+
+
+@pytest.mark.parametrize("url,match", [
+    ("sqlite:/runs/x.db", "a SQLite URL needs three slashes"),  # was taken for an in-memory database
+    ("postgres://me@127.0.0.1/db", "postgresql://, not postgres://"),  # was SQLAlchemy's "Can't load plugin"
+    ("sqllite:///runs/x.db", "unknown database 'sqllite'"),
+    ("postgresql+psycopg://me@127.0.0.1/db", "pip install psycopg, or use postgresql://"),
+])
+def test_a_mistyped_storage_url_is_one_line_with_the_fix(url, match):
+    import importlib.util
+
+    from nas.search.study import open_storage
+
+    if "psycopg:" in url and importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg (3) is installed here: the URL is fine")
+    with pytest.raises(UserError, match=re.escape(match)):
+        open_storage(url)
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
