@@ -118,8 +118,28 @@ def wait_for_pareto(page, expected: int | None = None, timeout_s: float = 120) -
     return page.evaluate(COUNT_PARETO_POINTS)
 
 
+def _check_drawable(storage: str, study: str | None) -> None:
+    """The study shown (``study``, else the newest) has points to draw; else one line, not a browser
+    waiting two minutes for a Pareto trace that an empty study never gets."""
+    from dashboard.data import load_study, open_storage, study_names
+    from nas.errors import UserError
+
+    st = open_storage(absolute_sqlite(storage))
+    names = study_names(st)
+    name = study or (names[0] if names else None)
+    if name is None:
+        raise UserError(f"no study in {storage} to draw")
+    try:
+        load_study(st, name)  # no such study, or nothing finished: one line each
+    except UserError as exc:
+        others = [n for n in names if n != name]
+        raise UserError(f"{str(exc).split('; this page')[0]}; nothing to draw" + (
+            f" (other studies: {', '.join(others)}; give --study)" if others else "")) from None
+
+
 def screenshot(storage: str, study: str | None, out: Path, width: int = 1500, height: int = 1000) -> int:
     """Save a screenshot of the Pareto view; returns the number of Pareto points drawn."""
+    _check_drawable(storage, study)
     with tempfile.TemporaryDirectory() as tmp, serve(storage, study, Path(tmp)) as base, \
             chromium_page(Path(tmp), width, height) as page:
         page.goto(base)
@@ -138,7 +158,13 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1500)
     ap.add_argument("--height", type=int, default=1000)
     a = ap.parse_args()
-    n = screenshot(a.storage, a.study, a.out, a.width, a.height)
+    from nas.errors import UserError
+
+    try:
+        n = screenshot(a.storage, a.study, a.out, a.width, a.height)
+    except UserError as exc:
+        print(f"python -m dashboard.browser: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(f"wrote {a.out} ({n} Pareto points drawn)")
     return 0
 

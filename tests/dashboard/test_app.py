@@ -266,3 +266,20 @@ def test_streamlit_run_by_hand_from_the_repo_binds_loopback():
     shown = subprocess.run([sys.executable, "-m", "streamlit", "config", "show"], cwd=root, capture_output=True,
                            text=True, timeout=120).stdout
     assert '\naddress = "127.0.0.1"\n' in shown
+
+
+def test_screenshot_of_a_study_with_nothing_to_draw_is_one_line(tmp_path):
+    """Before, the README's screenshot command waited two minutes in Chromium for points an empty
+    newest study (a refused search's, say) never draws, and ended in a Playwright timeout."""
+    import optuna
+
+    from dashboard.browser import screenshot
+    from nas.errors import UserError
+    from nas.records import DIRECTIONS
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    optuna.create_study(storage=url, study_name="older", directions=list(DIRECTIONS))
+    optuna.create_study(storage=url, study_name="empty", directions=list(DIRECTIONS))
+    with pytest.raises(UserError, match=r"study 'empty' .*nothing to draw \(other studies: older; give --study\)"):
+        screenshot(url, None, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
