@@ -345,8 +345,7 @@ if __name__ == "__main__":  # pragma: no cover
 def scale_groups(cands: Sequence[Candidate]) -> dict[str, tuple[str, ...]]:
     """Feature groups, one scale factor each, that ``len(cands)`` measured points can fit with a
     leave-one-out error to spare: one per op class from 12 points (two a factor), compute and
-    LayerNorm/GELU from 3,
-    a single factor below. LayerNorm and GELU get a factor each when some point has one without the
+    LayerNorm/GELU from 3, a single factor below. LayerNorm and GELU get a factor each when some point has one without the
     other (the bench suite's two ablation models): their price differs from phone to phone (the
     Pixel 4 paid far more for LayerNorm), and only such points can tell them apart."""
     n = len(cands)
@@ -365,9 +364,8 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     """A user's profile from measurement CSVs and/or ``benchmark_model`` outputs (``mbnas latency calibrate``).
 
     Many CSV rows (>= 2 per op feature) -> an op-level fit of its own (``fit_op_profile``). Fewer points,
-    or phone logs -> scale factors over ``base``'s ``structural_shape`` (``scale_groups``: one per op class
-    from 12 points on,
-    compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the points can tell them apart,
+    or phone logs -> scale factors over ``base``'s ``structural_shape`` (``scale_groups``: one per op
+    class from 12 points on, compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the points can tell them apart,
     a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
     import re
