@@ -269,7 +269,12 @@ def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None =
     for f in (WEIGHTS, META):
         if not (path / f).exists():
             raise UserError(f"{path}: not a teacher folder (no {f}); train one with 'mbnas teacher train'")
-    meta = json.loads((path / META).read_text())
+    from nas.arch import load_json
+
+    meta = load_json(path / META)  # not valid JSON: one line naming the file
+    if not isinstance(meta, dict) or not isinstance(meta.get("candidate"), dict):
+        raise UserError(f"{path / META}: not a teacher record (no 'candidate'); train one with 'mbnas teacher "
+                        f"train', or restore the file")
     cand = Candidate.from_dict(meta["candidate"], where=f"{path / META}: candidate")
     if expect is not None and cand.replace(name=None) != expect.replace(name=None):
         raise UserError(f"{path}: teacher shape {cand.label} (layers {cand.num_layers}, width {cand.hidden_size}) "

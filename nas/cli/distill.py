@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
-from nas.cli.numbers import positive_int
+from nas.cli.numbers import positive_int, seed
 from nas.device import TRAIN_DEVICE_HELP
 from nas.files import check_output_folder
 
@@ -27,12 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer-steps", type=int, help="steps per layer of the layer-wise stage")
     p.add_argument("--pd-steps", type=int, help="pre-training distillation steps")
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     add_corpus(p, "the transfer batches and the held-out scores")
     add_task_csv(p)
-    p.add_argument("--out", type=Path, help="save the student (model.safetensors + config.json) here")
+    p.add_argument("--out", type=Path, help="save the student (model.safetensors + config.json) here: a new or "
+                                            "empty folder")
+    p.add_argument("--force", action="store_true", help="save into an --out that holds files (an earlier student's "
+                                                        "are replaced)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_distill)
 
@@ -49,7 +52,10 @@ def cmd_distill(args) -> int:
 
     check_device(args.device)
     if args.out:  # before the training, not after it
-        check_output_folder(args.out, "--out")
+        out = check_output_folder(args.out, "--out")
+        if out.is_dir() and any(out.iterdir()) and not args.force:
+            raise UserError(f"--out {out} holds files (an earlier student?); give a new folder, or pass --force to "
+                            f"replace its model files")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -91,7 +97,8 @@ def cmd_distill(args) -> int:
             print(f"  {k:<20} {r.scores[k]:.4f}")
         print(f"  measured on {data}")
     if r.layer_losses:
-        print("  transfer loss per layer: " + ", ".join(f"{v:.3f}" for v in r.layer_losses))
+        print("  transfer loss per layer (transfer batches, end of its phase): "
+              + ", ".join(f"{v:.3f}" for v in r.layer_losses))
     if args.out:
         print(f"  saved to {args.out}")
     return 0

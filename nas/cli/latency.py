@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from nas.cli.numbers import seed
 from nas.files import check_output_file, check_output_folder
 
 ARCH_HELP = "reference name, candidate JSON file, or MobileBERT config.json"
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("-n", type=int, required=True, help="architectures to sample per space")
     d.add_argument("--out", required=True, metavar="CSV", help="CSV to append to; rows already there are skipped")
     d.add_argument("--threads", type=int, default=1)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=seed, default=0)
     d.add_argument("--layers", default=None, metavar="L1,L2,..",
                    help="give each sample a block count drawn from this list (faster export than the space's)")
     d.add_argument("--runs", type=int, default=50)

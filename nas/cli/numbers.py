@@ -28,6 +28,18 @@ positive_float = _number(float, 0.0, True, "a positive number")
 nonnegative_float = _number(float, 0.0, False, "a number >= 0")
 factor = _number(float, 1.0, False, "a number >= 1")
 
+SEED_MAX = 2**32 - 1  # what every RNG here takes (numpy refuses negatives; torch overflows past 2**63)
+
+
+def seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to {SEED_MAX}, got {text!r}")
+    return v
+
 
 class OneLineParser(argparse.ArgumentParser):
     """Argparse errors as one line, as every other bad input is (not the whole usage block)."""

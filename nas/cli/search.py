@@ -7,7 +7,7 @@ import shlex
 import sys
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
-from nas.cli.numbers import factor, positive_float
+from nas.cli.numbers import factor, positive_float, seed
 from nas.device import TRAIN_DEVICE_HELP
 
 
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="N", help="Ray: CPUs per trial (default 1)")
     p.add_argument("--gpus-per-trial", type=float, metavar="N",
                    help="Ray: GPUs per trial (default 1 with --device cuda, else 0)")
-    p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="sampler and training seed (default 0)")
     p.add_argument("--device", default="cpu",
                    help=f"where candidates are trained: {TRAIN_DEVICE_HELP}; with --jobs N and cuda, worker k "
                         f"trains on GPU k mod the GPU count")

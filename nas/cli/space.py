@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from nas.cli.numbers import seed
 from nas.files import check_output_folder
 
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     samp = ssub.add_parser("sample", help="sample random candidates (params, FLOPs, realised MHA/FFN ratio)")
     samp.add_argument("space", metavar="NAME|FILE")
     samp.add_argument("-n", type=int, default=5, help="number of candidates (default 5)")
-    samp.add_argument("--seed", type=int, default=0)
+    samp.add_argument("--seed", type=seed, default=0)
     samp.add_argument("--out", type=Path, help="write each candidate as DIR/<label>.json (usable as ARCH)")
     samp.set_defaults(func=cmd_sample)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nas.cli.data_options import add_corpus
-from nas.cli.numbers import nonnegative_int, positive_float, positive_int
+from nas.cli.numbers import nonnegative_int, positive_float, positive_int, seed
 from nas.device import TRAIN_DEVICE_HELP, check_device
 from nas.files import check_output_folder
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--batch-size", type=positive_int)
     tr.add_argument("--lr", type=positive_float, help="AdamW peak learning rate")
     tr.add_argument("--warmup", type=nonnegative_int)
-    tr.add_argument("--seed", type=int)
+    tr.add_argument("--seed", type=seed)
     tr.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
     tr.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     add_corpus(tr, "pre-training text and the held-out score")
@@ -96,6 +96,8 @@ def cmd_import(args) -> int:
     from search_spaces import load_space
 
     check_device(args.device)
+    if args.out is not None:  # before the scoring, not after it
+        check_output_folder(args.out, "--out")
     t = import_teacher(load_space(args.space), args.checkpoint, corpus_files=args.corpus, device=args.device,
                        out=args.out)
     print(f"saved {describe(t)}")

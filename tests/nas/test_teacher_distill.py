@@ -40,6 +40,18 @@ def test_corrupt_teacher_refused(smoke_teacher_dir, tmp_path):
         load_teacher_dir(bad)
 
 
+@pytest.mark.parametrize("content,match", [("{bad", "teacher.json: not valid JSON"),
+                                           ("{}", "teacher.json: not a teacher record")])
+def test_a_damaged_teacher_record_is_one_line(smoke_teacher_dir, tmp_path, content, match):
+    from nas.teacher import load_teacher_dir
+
+    bad = tmp_path / "t"
+    shutil.copytree(smoke_teacher_dir, bad)
+    (bad / "teacher.json").write_text(content)
+    with pytest.raises(UserError, match=match):
+        load_teacher_dir(bad)
+
+
 def test_teacher_of_wrong_space_refused(smoke_teacher_dir):
     from nas.teacher import load_teacher
 
@@ -116,6 +128,24 @@ def test_distill_cli_json(mbnas, smoke_teacher_dir, tmp_path):
     assert code == 0, err
     d = json.loads(out)
     assert {"mlm_accuracy", "seconds", "strategy"} <= set(d) and d["strategy"] == "progressive"
+
+
+def test_distill_out_never_replaces_an_earlier_student_without_force(mbnas, smoke_teacher_dir, tmp_path):
+    (tmp_path / "stud").mkdir()
+    (tmp_path / "stud" / "model.safetensors").write_bytes(b"an earlier student")
+    code, _, err = mbnas("distill", "--space", "smoke", "--arch", "x.json", "--teacher", str(smoke_teacher_dir),
+                         "--out", str(tmp_path / "stud"))
+    assert code == 2 and "holds files" in err and "--force" in err  # refused before anything is read
+    assert (tmp_path / "stud" / "model.safetensors").read_bytes() == b"an earlier student"
+
+
+@pytest.mark.parametrize("cmd", [("distill", "--space", "smoke", "--arch", "x.json"), ("teacher", "train"),
+                                 ("search",), ("space", "sample", "smoke"), ("latency", "dataset", "--space", "smoke",
+                                                                             "-n", "1", "--out", "x.csv")])
+@pytest.mark.parametrize("value", ["-7", "99999999999999999999"])
+def test_a_seed_out_of_range_is_one_line(mbnas, cmd, value):
+    code, _, err = mbnas(*cmd, "--seed", value)
+    assert code == 2 and "expected a seed from 0 to 4294967295" in err and len(err.strip().splitlines()) == 1
 
 
 def test_distill_cli_rejects_foreign_arch(mbnas, smoke_teacher_dir):
@@ -357,3 +387,10 @@ def test_teacher_outputs_past_the_budget_are_recomputed(teacher, monkeypatch):
     monkeypatch.setenv("MBNAS_TEACHER_CACHE_GB", "lots")
     with pytest.raises(UserError, match="MBNAS_TEACHER_CACHE_GB='lots'"):
         teacher_cache(teacher, s)
+
+
+def test_teacher_import_checks_out_before_scoring(mbnas, tmp_path):
+    (tmp_path / "afile.txt").write_text("notes")
+    code, _, err = mbnas("teacher", "import", str(tmp_path / "nowhere"), "--space", "smoke", "--out",
+                         str(tmp_path / "afile.txt"))
+    assert code == 2 and "afile.txt: it is a file, not a folder" in err
