@@ -345,9 +345,10 @@ if __name__ == "__main__":  # pragma: no cover
 def scale_groups(cands: Sequence[Candidate]) -> dict[str, tuple[str, ...]]:
     """Feature groups, one scale factor each, that ``len(cands)`` measured points can fit with a
     leave-one-out error to spare: one per op class from 12 points (two a factor), compute and
-    LayerNorm/GELU from 3, a single factor below. LayerNorm and GELU get a factor each when some point has one without the
-    other (the bench suite's two ablation models): their price differs from phone to phone (the
-    Pixel 4 paid far more for LayerNorm), and only such points can tell them apart."""
+    LayerNorm/GELU from 3, a single factor below. LayerNorm and GELU get a factor each when some
+    point has one without the other (the bench suite's two ablation models): their price differs
+    from phone to phone (the Pixel 4 paid far more for LayerNorm), and only such points can tell
+    them apart."""
     n = len(cands)
     if n < 3:
         return {"all": tuple(FEATURES)}
@@ -365,15 +366,15 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
 
     Many CSV rows (>= 2 per op feature) -> an op-level fit of its own (``fit_op_profile``). Fewer points,
     or phone logs -> scale factors over ``base``'s ``structural_shape`` (``scale_groups``: one per op
-    class from 12 points on, compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the points can tell them apart,
-    a single factor from 2; ``calibrate_scaled``, leave-one-out error).
+    class from 12 points on, compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the
+    points can tell them apart, a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
     import re
 
     from latency_models.dataset import read_rows
     from latency_models.profile import load_profile
     from nas.files import read_user_text
-    from latency_models.tflite_bench import candidate_for, looks_like_benchmark_output, read_benchmark_file
+    from latency_models.tflite_bench import candidate_for, parse_benchmark_output
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", device):
         raise UserError(f"--device {device!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
@@ -393,8 +394,8 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
             raise UserError(f"{p}: no such file")
         text = read_user_text(p)  # one line if the file is not UTF-8 text (a .tflite given by mistake)
         first_line = text.partition("\n")[0]
-        if looks_like_benchmark_output(p) or "Graph:" in text:  # a log, even one cut short before its timings
-            r = read_benchmark_file(p)
+        if "Graph:" in text:  # benchmark_model output, even one cut short before its timings
+            r = parse_benchmark_output(text, where=str(p))
             c = candidate_for(r, [p.parent])
             cands.append(c)
             ys.append(r.avg_ms)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import UserError, check_choice
-from nas.files import check_output_folder
+from nas.files import check_output_folder, refuse_nonempty
 from nas.pareto import has_knee, knee_point, pareto_front
 from nas.records import StudyMeta
 
@@ -108,11 +108,7 @@ def _staged(out: Path, force: bool = False, keep: dict[str, Path] | None = None)
     for what, folder in (keep or {}).items():
         if out.resolve() == folder.resolve() or folder.resolve() in out.resolve().parents:
             raise UserError(f"--out {out}: that is in {what} ({folder}); export to a folder outside it")
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if held and not force:
-        shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
-        raise UserError(f"--out {out}: the folder is not empty ({shown}); choose a new folder, or pass --force "
-                        f"to replace an earlier export there")
+    refuse_nonempty(out, "--out", force, "choose a new folder, or pass --force to replace an earlier export there")
     real = out.resolve()  # a symlinked --out: stage beside its target, so the final moves are renames
     real.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".part", dir=real.parent))

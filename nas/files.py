@@ -60,6 +60,16 @@ def check_output_file(path: str | Path, flag: str, force: bool = False, inputs: 
     return path
 
 
+def refuse_nonempty(out: Path, flag: str, force: bool, advice: str) -> Path:
+    """``out`` (checked by ``check_output_folder``) unless it is a folder that already holds files and
+    ``force`` is not given: then one line listing a few of them, followed by ``advice``."""
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
+        raise UserError(f"{flag} {out}: the folder is not empty ({shown}); {advice}")
+    return out
+
+
 def check_output_folder(path: str | Path, flag: str) -> Path:
     """``path`` as a folder to write into, or one line saying why it cannot be: it, or a folder on the
     way to it, is a file (the OS says "File exists" or "Not a directory", about another path)."""

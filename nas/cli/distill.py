@@ -10,7 +10,7 @@ from pathlib import Path
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import positive_int, seed
 from nas.device import TRAIN_DEVICE_HELP
-from nas.files import check_output_folder
+from nas.files import check_output_folder, refuse_nonempty
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,10 +52,9 @@ def cmd_distill(args) -> int:
 
     check_device(args.device)
     if args.out:  # before the training, not after it
-        out = check_output_folder(args.out, "--out")
-        if out.is_dir() and any(out.iterdir()) and not args.force:
-            raise UserError(f"--out {out} holds files (an earlier student?); give a new folder, or pass --force to "
-                            f"replace its model files")
+        refuse_nonempty(check_output_folder(args.out, "--out"), "--out", args.force,
+                        "if it holds files of an earlier student, give a new folder, or pass --force to replace "
+                        "its model files")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)

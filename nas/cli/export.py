@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--trial", type=int, metavar="N", help="this trial number")
     which.add_argument("--pick", choices=("knee", "fastest", "most-accurate"),
                        help="a point of the Pareto front (default knee: the best trade-off)")
-    which.add_argument("--under-ms", type=positive_float, metavar="X", help="the most accurate trial predicted under X ms")
+    which.add_argument("--under-ms", type=positive_float, metavar="X",
+                       help="the most accurate trial predicted under X ms")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--tflite", action="store_true", help="also write model.tflite (needs the litert extra)")
     p.add_argument("--force", action="store_true",

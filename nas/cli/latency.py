@@ -11,7 +11,7 @@ import json
 import sys
 
 from nas.cli.numbers import seed
-from nas.files import check_output_file, check_output_folder
+from nas.files import check_output_file, check_output_folder, refuse_nonempty
 
 ARCH_HELP = "reference name, candidate JSON file, or MobileBERT config.json"
 # here --device names a latency profile (a phone or this host); training's --device is a torch device
@@ -194,13 +194,11 @@ def cmd_calibrate(args) -> int:
 
 def cmd_bench_suite(args) -> int:
     from latency_models.tflite_bench import SUITE_DEFAULT, write_bench_suite
-    from nas.errors import UserError
 
     _positive("threads", args.threads)
-    out = check_output_folder(args.out, "--out")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UserError(f"--out {out} holds files (an earlier suite's logs/ would mix with this one's): give a new "
-                        f"folder, or pass --force to replace the suite's files there")
+    refuse_nonempty(check_output_folder(args.out, "--out"), "--out", args.force,
+                    "if it holds files of an earlier suite, its logs/ would mix with this one's: give a new folder, "
+                    "or pass --force to replace the suite's files there")
     script = write_bench_suite(args.out, archs=args.arch or SUITE_DEFAULT, threads=args.threads,
                                log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"wrote {script.parent}/*.tflite and {script}")
@@ -211,7 +209,6 @@ def cmd_bench_suite(args) -> int:
 def cmd_predict(args) -> int:
     from nas.arch import resolve_arch
     from latency_models import load_profile
-
     from latency_models.calibrate import other_host
 
     _positive("seq-len", args.seq_len)
