@@ -131,41 +131,77 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
         if est.latency_ms > ctx.budget_ms:
             reasons.append(f"predicted {est.latency_ms:.2f} ms on {est.profile} is over the budget of "
                            f"{ctx.budget_ms:g} ms")
-    dup = duplicate_of(trial, cand, strategy)
-    if dup is not None:
-        # training is seeded, so a second run of the same candidate would only repeat the first
-        reasons.append(f"same candidate and strategy as trial {dup}, whose result stands")
     violations = ctx.space.constraints.violations(cand)
     if violations:
         trial.set_constraint(SPACE_CONSTRAINT, float(len(violations)))
         reasons += violations
-    rejected = (REJECTED + "; ".join(reasons) + " (not trained)") if reasons else None
 
-    record = TrialRecord(
-        candidate=cand, params=k.params, flops=k.flops, latency_ms=float(est.latency_ms),
-        latency_breakdown={str(op): float(ms) for op, ms in dict(est.breakdown).items()},
-        strategy=strategy, teacher_hash=ctx.teacher.hash, failure=rejected,
-    )
+    def record_with(failure: str | None) -> TrialRecord:
+        return TrialRecord(
+            candidate=cand, params=k.params, flops=k.flops, latency_ms=float(est.latency_ms),
+            latency_breakdown={str(op): float(ms) for op, ms in dict(est.breakdown).items()},
+            strategy=strategy, teacher_hash=ctx.teacher.hash, failure=failure,
+        )
+
+    def rejection() -> str | None:
+        return (REJECTED + "; ".join(reasons) + " (not trained)") if reasons else None
+
+    # The record is written before the repeat check: that is what lets two workers planning the
+    # same candidate at once agree on which of them trains it (see ``duplicate_of``).
+    record = record_with(rejection())
     for key, value in record.to_user_attrs().items():
         trial.set_user_attr(key, value)
+    dup = duplicate_of(trial, cand, strategy)
+    if dup is not None:
+        # training is seeded, so a second run of the same candidate would only repeat the first
+        reasons.append(f"same candidate and strategy as trial {dup}, whose result stands")
+        record = record_with(rejection())
+        trial.set_user_attr("mbnas.failure", record.failure)
+    rejected = record.failure
     return Plan(number=trial.number, candidate=cand, strategy=strategy, record=record, rejected=rejected)
 
 
-def duplicate_of(trial: Any, cand: Candidate, strategy: str) -> int | None:
-    """The number of an earlier trial that trained (or is training, on another worker, or stopped
-    early) the same candidate with the same strategy; None if there is none. The realised candidate
-    is compared, not the sampled values: two MHA/FFN ratios can round to one FFN width. Small spaces
-    and a converging sampler propose the same candidate again; it is recorded as rejected, not
-    retrained. Interrupted and failed trials do not count: those are worth another try."""
+PLAN_WAIT_S = 30.0  # how long a trial waits for an earlier, still planning trial to write its record
+
+
+def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLAN_WAIT_S) -> int | None:
+    """The number of another trial that trained (or is training, or stopped early) the same
+    candidate with the same strategy; None if there is none. The realised candidate is compared,
+    not the sampled values: two MHA/FFN ratios can round to one FFN width. Small spaces and a
+    converging sampler propose the same candidate again; it is recorded as rejected, not retrained.
+    Interrupted and failed trials do not count: those are worth another try.
+
+    Workers planning at the same moment (``--jobs 2``, several machines on one PostgreSQL study)
+    must not both train one candidate, and must not both reject it. Each writes its record first
+    and then calls this; of two running trials with one candidate the lower-numbered trains. A
+    running trial with a lower number that has not written its record yet is still planning, so
+    it is waited for (it takes milliseconds; up to ``wait_s`` for a worker that died meanwhile,
+    which is then left to the dead-worker recovery). A higher-numbered running trial defers to
+    this one, so it is not counted."""
+    from optuna.trial import TrialState
+
     from nas.search.study import outcome_of
 
-    for t in trial.study.get_trials(deepcopy=False):
-        if t.number == trial.number or outcome_of(t) not in ("complete", "stopped", "running"):
-            continue
-        rec = TrialRecord.from_trial(t)
-        if rec is not None and rec.strategy == strategy and rec.candidate.replace(name=cand.name) == cand:
-            return t.number
-    return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        planning = False
+        for t in trial.study.get_trials(deepcopy=False):
+            kind = outcome_of(t)
+            if t.number == trial.number or kind not in ("complete", "stopped", "running"):
+                continue
+            if kind == "running" and t.number > trial.number:
+                continue
+            rec = TrialRecord.from_trial(t)
+            if rec is None:
+                planning = planning or (t.state == TrialState.RUNNING and t.number < trial.number)
+                continue
+            if rec.strategy == strategy and rec.candidate.replace(name=cand.name) == cand:
+                if kind == "running" and rec.failure:  # rejected, being told so: it trains nothing
+                    continue
+                return t.number
+        if not planning or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 def space_exhausted(study: Any, ctx: TrialContext) -> str | None:

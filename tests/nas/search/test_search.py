@@ -221,6 +221,41 @@ def test_duplicate_of_names_the_trial_that_was_trained(tmp_path):
     assert duplicate_of(ask(cand(16, 0.5)), cand(16, 0.5), "progressive") is None  # a failed trial is worth another try
 
 
+def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
+    """--jobs 2 trained one candidate twice: both workers checked for repeats before either had
+    written its record. Now each writes first; the lower-numbered trial trains, the higher one
+    waits for a lower one still planning, and neither rejects the candidate for the other."""
+    import threading
+
+    import optuna
+
+    from nas.search.objective import duplicate_of
+    from search_spaces import load_space
+
+    space = load_space("smoke")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'r.db'}", directions=["maximize", "minimize"])
+    cand = space.build(intra_size=8, num_ffn=1, mha_ffn_ratio=0.5, norm="no_norm", act="relu",
+                       attention="shared_qk")
+
+    def write(t):
+        rec = TrialRecord(candidate=cand.replace(name=f"trial-{t.number}"), params=1, flops=1, latency_ms=1.0,
+                          strategy="progressive", teacher_hash="x")
+        for k, v in rec.to_user_attrs().items():
+            t.set_user_attr(k, v)
+
+    low, high = study.ask(), study.ask()
+    write(high)  # the higher-numbered worker got there first; the lower one is still sampling
+    late = threading.Timer(0.5, write, args=(low,))
+    late.start()
+    assert duplicate_of(high, cand, "progressive") == low.number  # it waited for the lower one's record
+    late.join()
+    assert duplicate_of(low, cand, "progressive") is None  # the lower one trains it
+    # a lower-numbered worker that died before writing its record holds the others up only for a while
+    dead, third = study.ask(), study.ask()
+    write(third)
+    assert duplicate_of(third, cand.replace(intra_size=16), "progressive", wait_s=0.3) is None
+
+
 def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
     """--score names the study's score; naming the default explicitly resumes a study made without it,
     and another score is refused (it is not also a distill option)."""
