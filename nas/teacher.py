@@ -183,15 +183,36 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     return save_teacher(model, cand, meta, out)
 
 
+def save_weights(model, path: Path) -> None:
+    """``model``'s weights as safetensors, the same bytes for the same weights, so a teacher's name
+    (the file's hash) depends on its weights alone.
+
+    ``safetensors.torch.save_model`` stores tied tensors (MLM decoder <-> word embeddings, the head's
+    biases) once, but records each dropped name in the header's metadata, which the Rust writer puts
+    out in a different order in every process: importing one checkpoint twice gave two teachers.
+    Here a tied tensor is kept under its first name in sorted order (the rule ``load_model`` also
+    accepts) and the metadata is the one fixed entry transformers looks for."""
+    from safetensors.torch import save_file
+
+    state = model.state_dict()
+    kept: dict[tuple[int, int, tuple[int, ...]], str] = {}  # (storage, offset, shape) -> the name kept
+    tensors = {}
+    for name in sorted(state):
+        t = state[name]
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key in kept:  # a tied tensor: the model ties it again when it is built
+            continue
+        kept[key] = name
+        tensors[name] = t.contiguous()
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
 def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None = None) -> Teacher:
     """Write the three files; the folder is named ``<space>-<hash>`` under ``out`` (default cache)."""
-    from safetensors.torch import save_model
-
     root = Path(out) if out else teachers_dir()
     tmp = root / f".tmp-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    # save_model stores tied tensors (decoder <-> word embeddings, head biases) once
-    save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt"})
+    save_weights(model, tmp / WEIGHTS)
     digest = sha256_file(tmp / WEIGHTS)
     model.config.to_json_file(str(tmp / CONFIG))
     meta = {**meta, "sha256": digest, "hash": digest[:12]}

@@ -336,6 +336,12 @@ def test_import_a_transformers_checkpoint(mbnas, teacher, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(pinned.model(input_ids=ids).logits, teacher.model(input_ids=ids).logits)
     assert pinned.meta["heldout"]["mlm_accuracy"] == pytest.approx(teacher.meta["heldout"]["mlm_accuracy"], abs=1e-6)
+    # the same checkpoint imported again (another process) is the same teacher: the name is the
+    # weights' hash, and the file used to differ in its header's order from process to process
+    code, out, err = mbnas("teacher", "import", str(tmp_path / "ckpt"), "--space", "smoke",
+                           "--out", str(tmp_path / "again"))
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "again").iterdir()] == [folder.name]
 
 
 def test_import_refuses_pickles_and_other_shapes(teacher, tmp_path):
