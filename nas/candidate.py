@@ -26,6 +26,7 @@ ACTIVATIONS = ("gelu", "relu")
 #   none       - no bottleneck at all (BERT-base expressed in MobileBERT modules)
 ATTENTIONS = ("shared_qk", "bottleneck", "block", "none")
 SCHEMA = "mbnas.candidate/1"
+SEARCHED_CHOICES = {"norm", "act", "attention"}  # fields with a default that a candidate file must still name
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,9 @@ class Candidate:
         unknown = sorted(set(d) - names)
         if unknown:
             raise UserError(f"{where}: unknown field '{unknown[0]}'; allowed: {sorted(names)}")
+        # the searched choices are required too: a file without ``norm`` silently became a NoNorm model
         required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING} | SEARCHED_CHOICES
         missing = sorted(required - set(d))
         if missing:
             raise UserError(f"{where}: missing field '{missing[0]}'")

@@ -189,6 +189,21 @@ class SearchSpace:
         raise UserError(f"space '{self.name}': could only sample {len(out)} of {n} candidates that satisfy its "
                         f"constraints; widen the search ranges or loosen the constraints")
 
+    def outside(self, c: Candidate) -> list[str]:
+        """How ``c`` lies outside what this space searches (empty: a candidate the search could
+        propose). The FFN width is derived from the sampled ratio, so it is judged by the
+        space's constraints (the realised-ratio window among them), not by the ratio grid."""
+        out = []
+        for d in self.dimensions:
+            if d.name == "mha_ffn_ratio" or not hasattr(c, d.name):
+                continue
+            v, allowed = getattr(c, d.name), d.values()
+            inside = v in allowed if d.choices is not None else d.low <= v <= d.high
+            if not inside:
+                where = allowed if d.choices is not None else f"{d.low:g}..{d.high:g}"
+                out.append(f"{d.name} {v} is not among the space's values {where}")
+        return out + self.constraints.violations(c)
+
     def contains_teacher_shape(self, c: Candidate) -> bool:
         return all(getattr(c, k) == v for k, v in self.fixed.items())
 

@@ -63,6 +63,10 @@ def cmd_distill(args) -> int:
     if not space.contains_teacher_shape(c):
         fixed = ", ".join(f"{k}={v}" for k, v in space.fixed.items())
         raise UserError(f"{args.arch}: architecture does not fit space '{space.name}' (its teacher fixes {fixed})")
+    outside = space.outside(c)
+    if outside:  # distill trains any shape the teacher fits; a search would never propose this one
+        print(f"note: {c.label} is outside space '{space.name}' ({'; '.join(outside)}); it is trained all the "
+              f"same, but a search of this space would not propose it", file=sys.stderr)
     teacher = load_teacher(space, device=args.device, path=args.teacher)
     over = {k: v for k, v in {"layer_steps": args.layer_steps, "pd_steps": args.pd_steps, "lr": args.lr,
                               "score_name": args.score}.items() if v is not None}

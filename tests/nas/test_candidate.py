@@ -108,6 +108,9 @@ def test_candidate_rejects_bad_values(bad, msg):
 @pytest.mark.parametrize("text,msg", [
     ("{not json", "not valid JSON"),
     ('{"schema": "mbnas.candidate/1", "num_layers": 2}', "missing field"),
+    # a hand-written file that leaves out a searched choice is not given one silently
+    (json.dumps({k: v for k, v in REFERENCES["mobilebert"].candidate.to_dict().items() if k != "norm"}),
+     "missing field 'norm'"),
     ('{"model_type": "bert"}', "only 'mobilebert'"),
     ('[1, 2]', "not a candidate JSON"),
 ])

@@ -128,6 +128,21 @@ def test_distill_cli_json(mbnas, smoke_teacher_dir, tmp_path):
     assert code == 0, err
     d = json.loads(out)
     assert {"mlm_accuracy", "seconds", "strategy"} <= set(d) and d["strategy"] == "progressive"
+    assert "outside space" not in err  # a candidate the space samples draws no note
+
+
+def test_a_candidate_outside_the_space_is_trained_with_a_note(mbnas, smoke_teacher_dir, tmp_path):
+    """distill trains any shape the teacher fits, but says when a search would never propose it."""
+    space = load_space("smoke")
+    c = space.sample(1, seed=5)[0]
+    assert space.outside(c) == []
+    odd = c.replace(intra_size=12)
+    assert space.outside(odd) and "intra_size 12 is not among the space's values" in space.outside(odd)[0]
+    code, out, err = mbnas("distill", "--space", "smoke", "--arch", str(odd.save(tmp_path / "odd.json")),
+                           "--teacher", str(smoke_teacher_dir), "--layer-steps", "1", "--pd-steps", "1", "--json")
+    assert code == 0, err
+    assert f"note: {odd.label} is outside space 'smoke' (intra_size 12" in err
+    assert json.loads(out)["candidate"] == odd.label
 
 
 def test_distill_out_never_replaces_an_earlier_student_without_force(mbnas, smoke_teacher_dir, tmp_path):
