@@ -276,10 +276,24 @@ def _load_weights(model, weights: Path) -> None:
         raise UserError(f"{weights}: not a readable safetensors file ({exc}); save it again with "
                         f"save_pretrained(..., safe_serialization=True)") from None
     except RuntimeError as exc:  # a tensor of the right name but another shape
-        raise UserError(f"{weights}: weights do not match the teacher's modules ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{weights}: weights do not match the teacher's modules ({_first_mismatch(model, weights) or str(exc).splitlines()[0]})") from None
     if missing or unexpected:
         raise UserError(f"{weights}: weights do not match the teacher's modules "
                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+
+def _first_mismatch(model, weights: Path) -> str | None:
+    """``'<name>' is [a, b] in the file, [c, d] in the model`` for the first tensor (sorted by name)
+    whose shape differs; torch's own message names none of them on its first line."""
+    from safetensors import safe_open
+
+    want = {k: list(v.shape) for k, v in model.state_dict().items()}
+    with safe_open(str(weights), framework="pt") as f:
+        for name in sorted(f.keys()):
+            shape = list(f.get_slice(name).get_shape())
+            if name in want and want[name] != shape:
+                return f"'{name}' is {shape} in the file, {want[name]} in the model"
+    return None
 
 
 def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None = None) -> Teacher:

@@ -378,6 +378,17 @@ def test_import_refuses_pickles_and_other_shapes(teacher, tmp_path):
     (junk / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="model.safetensors: not a readable safetensors file"):
         import_teacher(space, junk, out=tmp_path / "t")
+    # the config fits but a tensor does not: the error names it and both shapes
+    from safetensors.torch import load_file, save_file
+
+    bent = tmp_path / "bent"
+    teacher.model.save_pretrained(bent)
+    tensors = load_file(bent / "model.safetensors")
+    name = "mobilebert.encoder.layer.1.intermediate.dense.weight"
+    tensors[name] = tensors[name][:-1].contiguous()
+    save_file(tensors, bent / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(UserError, match=rf"'{name}' is \[127, 64\] in the file, \[128, 64\] in the model"):
+        import_teacher(space, bent, out=tmp_path / "t")
     assert not (tmp_path / "t").exists()  # nothing stored
 
 
