@@ -237,6 +237,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         raw = yaml.safe_load(read_user_text(p))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        if getattr(exc, "context", None) == "while scanning a simple key":
+            # a key without its ':' is only noticed on the next line; the context mark is the key's own
+            mark = getattr(exc, "context_mark", None) or mark
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{p}:{where} malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
     return parse_space(raw, source=str(p))

@@ -97,3 +97,10 @@ def test_malformed_yaml_names_line(tmp_path):
     p.write_text("name: x\nfixed: [1, 2\n")
     with pytest.raises(UserError, match=r"bad.yaml: line \d+ malformed YAML"):
         load_space(p)
+    # a key that lost its ':' is named at its own line (YAML only notices on the next one)
+    p.write_text("name: x\nfixed:\n  num_layers: 2\n  hidden_size 32\n  embedding_size: 16\n")
+    with pytest.raises(UserError, match=r"bad.yaml: line 4 malformed YAML"):
+        load_space(p)
+    p.write_text("name: x\nfixed:\n  num_layers: 2\n   hidden_size: 32\n")  # one space too many
+    with pytest.raises(UserError, match=r"bad.yaml: line 4 malformed YAML"):
+        load_space(p)
