@@ -132,7 +132,7 @@ def read_rows(path: str | Path) -> list[Row]:
 
 def _row_dict(c: Candidate, threads: int, source: str) -> dict:
     d = {k: getattr(c, k) for k in CANDIDATE_COLUMNS}
-    d.update(label=c.label, threads=threads, source=source, host=platform.node() or "host",
+    d.update(label=c.label, threads=threads, source=source, host=this_host(),
              measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
     return d
 
@@ -212,22 +212,47 @@ def with_layers(cands: Sequence[Candidate], layers: Sequence[int] | None, seed: 
     return [c.replace(num_layers=rng.choice(list(layers))) for c in cands]
 
 
+def this_host() -> str:
+    """What a row's ``host`` column says for rows timed here."""
+    return platform.node() or "host"
+
+
+def check_same_host(path: Path, rows: Sequence[Row], force: bool = False) -> None:
+    """Refuse to append rows timed here to a CSV of timings from elsewhere: a phone's measurement
+    CSV (no ``host``), or this command's output from another machine. One file would then mix two
+    devices, and a profile calibrated from it would fit neither."""
+    if force:
+        return
+    hosts = sorted({r.extra.get("host", "") for r in rows})
+    if hosts == [this_host()]:
+        return
+    if "" in hosts:
+        what = "rows without a 'host' column value (timings written elsewhere, a phone's say)"
+    else:
+        what = f"rows timed on {', '.join(repr(h) for h in hosts)}, and this machine is {this_host()!r}"
+    raise UserError(f"{path}: holds {what}; rows timed here would mix two devices in one file: give a new --out "
+                    f"CSV, or --force if those rows were timed on this machine under another name")
+
+
 def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, threads: int = 1, runs: int = 30,
                     warmup: int = 5, retry_failed: bool = False, keep_dir: str | Path | None = None,
-                    log: Callable[[str], None] = print) -> tuple[int, int, int]:
+                    log: Callable[[str], None] = print, force: bool = False) -> tuple[int, int, int]:
     """Measure every (candidate, source) not yet in ``out``; returns (measured, skipped, failed).
 
     Each model is exported, timed and appended before the next one starts. Conversion or runtime
     errors become a ``failed`` row with the error's first line. ``keep_dir``: keep the exported
     ``.tflite`` files there (e.g. to run them with ``benchmark_model`` later) and time a file already
     there instead of exporting it again (a second process may export ahead into the same folder).
+    ``force``: append to a CSV whose rows were timed elsewhere (``check_same_host``).
     """
     from latency_models.measure import measure_candidate
 
     out = Path(out)
     done = set()
     if out.exists() and out.stat().st_size:
-        for r in read_rows(out):
+        rows = read_rows(out)
+        check_same_host(out, rows, force)
+        for r in rows:
             if r.ok or not retry_failed:
                 done.add(candidate_key(r.candidate, r.threads))
     todo = [(c, s) for c, s in cands]

@@ -39,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = lsub.add_parser("dataset", help="measure sampled architectures into a CSV (resumable)")
     d.add_argument("--space", required=True, action="append", help="search space name or YAML (repeatable)")
     d.add_argument("-n", type=int, required=True, help="architectures to sample per space")
-    d.add_argument("--out", required=True, metavar="CSV", help="CSV to append to; rows already there are skipped")
+    d.add_argument("--out", required=True, metavar="CSV",
+                   help="CSV to append to (rows timed on this machine only); rows already there are skipped")
+    d.add_argument("--force", action="store_true",
+                   help="append to a CSV holding rows timed under another host name (the same machine renamed)")
     d.add_argument("--threads", type=int, default=1)
     d.add_argument("--seed", type=seed, default=0)
     d.add_argument("--layers", default=None, metavar="L1,L2,..",
@@ -159,7 +162,7 @@ def cmd_dataset(args) -> int:
         cands += [(c, src) for c in with_layers(space.sample(args.n, seed=args.seed + i), layers, args.seed + i)]
     done, skipped, failed = measure_dataset(cands, args.out, threads=args.threads, runs=args.runs,
                                             retry_failed=args.retry_failed, keep_dir=args.keep_dir,
-                                            log=lambda s: print(s, file=sys.stderr, flush=True))
+                                            log=lambda s: print(s, file=sys.stderr, flush=True), force=args.force)
     print(f"{args.out}: {done} measured, {skipped} already there, {failed} failed (recorded with the reason)")
     if args.retime:
         from latency_models.dataset import retime_csv

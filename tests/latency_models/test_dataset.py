@@ -96,3 +96,21 @@ def test_dataset_measures_for_real_and_resumes(cli, tmp_path):
     code, stdout, _ = cli(*args)
     assert code == 0 and "0 measured, 1 already there" in stdout
     assert len(read_rows(out)) == 1
+
+
+def test_dataset_never_appends_to_timings_from_another_device(cli, tmp_path):
+    """A phone's measurement CSV (no host) or another machine's dataset is refused as --out: rows
+    timed here would mix two devices in one file. --force is for this machine under another name."""
+    phone = write(tmp_path / "phone.csv", [GOOD])
+    other = write(tmp_path / "other.csv", [{**GOOD, "host": "lab-box-7"}])
+    before = phone.read_text(), other.read_text()
+    (tmp_path / "afile").write_text("")
+    fast = ("--keep-dir", str(tmp_path / "afile" / "models"))  # every export fails at once: no timing needed
+    for path, said in ((phone, "rows without a 'host' column value"), (other, "rows timed on 'lab-box-7'")):
+        code, _, err = cli("latency", "dataset", "--space", "smoke", "-n", "1", "--layers", "1", "--out", str(path), *fast)
+        assert code == 2 and said in err and "give a new --out" in err and len(err.strip().splitlines()) == 1, err
+    assert (phone.read_text(), other.read_text()) == before  # nothing written
+    code, stdout, err = cli("latency", "dataset", "--space", "smoke", "-n", "1", "--layers", "1", "--out", str(other),
+                            "--force", *fast)
+    assert code == 0 and "1 failed" in stdout, err
+    assert len(read_rows(other)) == 2
