@@ -226,6 +226,7 @@ def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
     written its record. Now each writes first; the lower-numbered trial trains, the higher one
     waits for a lower one still planning, and neither rejects the candidate for the other."""
     import threading
+    import time
 
     import optuna
 
@@ -252,8 +253,11 @@ def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
     assert duplicate_of(low, cand, "progressive") is None  # the lower one trains it
     # a lower-numbered worker that died before writing its record holds the others up only for a while
     dead, third = study.ask(), study.ask()
+    assert dead.number < third.number and "mbnas.candidate" not in dead.user_attrs
     write(third)
+    began = time.monotonic()
     assert duplicate_of(third, cand.replace(intra_size=16), "progressive", wait_s=0.3) is None
+    assert 0.3 <= time.monotonic() - began < 5
 
 
 def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
