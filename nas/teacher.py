@@ -25,7 +25,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -58,16 +58,15 @@ class TeacherRecipe:
     seed: int = 0
 
 
-# Per built-in space. demo: the 4-layer recipe measured on this machine (FACTS.md section 6:
-# seq 64, batch 64, AdamW 3e-3, linear decay planned over the whole run), 1,400 steps = 5.7M
-# tokens, about 70 min on one busy core; mobilebert: paper shape, for a GPU (the paper used 500k
-# LAMB steps at batch 2048).
-RECIPES: dict[str, TeacherRecipe] = {
-    "smoke": TeacherRecipe(steps=120, batch_size=16, lr=3e-3, warmup=20, eval_batches=8),
-    "demo": TeacherRecipe(steps=5000, batch_size=64, lr=3e-3, warmup=200),
-    "mobilebert": TeacherRecipe(steps=200_000, batch_size=256, lr=5e-4, warmup=10_000, eval_batches=100),
-}
+# A space file's ``budget.teacher`` overrides these fields (search_spaces/builtin/*.yaml): demo's is the
+# 4-layer recipe measured on this machine (FACTS.md section 6: seq 64, batch 64, AdamW 3e-3, linear
+# decay planned over the whole run); mobilebert's the paper shape, for a GPU.
 DEFAULT_RECIPE = TeacherRecipe(steps=5000, batch_size=64, lr=1e-3, warmup=500)
+
+
+def recipe_for(space) -> TeacherRecipe:
+    """The space file's ``budget.teacher`` over ``DEFAULT_RECIPE``."""
+    return replace(DEFAULT_RECIPE, **space.teacher_budget)
 
 
 @dataclass
@@ -139,9 +138,11 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     from nas.mlm import mlm_loss
     from nas.models import build_masked_lm
 
-    recipe = recipe or RECIPES.get(space.name, DEFAULT_RECIPE)
+    recipe = recipe or recipe_for(space)
     cand = space.teacher
     corpus = corpus_for(corpus_files)
+    corpus.check_windows(cand.seq_len)  # before the training, not after it (the held-out score needs one)
+    _check_batch(recipe.batch_size, cand, corpus, device, log)
     torch.manual_seed(recipe.seed)
     model = build_masked_lm(cand, seed=recipe.seed).to(device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -181,6 +182,23 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
         **_provenance(command), "torch": torch.__version__,
     }
     return save_teacher(model, cand, meta, out)
+
+
+def _check_batch(batch_size: int, cand: Candidate, corpus, device: str, log: Callable[[str], None]) -> None:
+    """A batch that cannot fit in this machine's memory is refused before training (one such run
+    was ended by the kernel's out-of-memory killer, without a word); one larger than the training
+    text is noted. Only the masked-LM logits are counted (15% of positions x the vocabulary, fp32,
+    with their softmax and gradient), so the real need is higher still."""
+    need = 0.15 * batch_size * cand.seq_len * cand.vocab_size * 4 * 3
+    if device == "cpu" and hasattr(os, "sysconf"):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > 0.8 * total:
+            raise UserError(f"--batch-size {batch_size}: the masked-LM logits alone need about {need / 2**30:.0f} GiB, "
+                            f"and this machine has {total / 2**30:.0f} GiB; give a smaller batch")
+    windows = len(corpus.train) // (cand.seq_len - 2)
+    if batch_size > windows:
+        log(f"note: a batch of {batch_size} sequences is more than the {windows:,} distinct windows of the training "
+            f"text; windows repeat within every batch")
 
 
 def save_weights(model, path: Path) -> None:
@@ -255,7 +273,7 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
     model = build_masked_lm(cand)
     _load_weights(model, weights)
     heldout = _heldout_record(model.to(device), corpus_for(corpus_files), cand,
-                              RECIPES.get(space.name, DEFAULT_RECIPE).eval_batches, device, log)
+                              recipe_for(space).eval_batches, device, log)
     meta = {"space": space.name, "candidate": cand.to_dict(), "imported_from": str(src.resolve()),
             "data": "not recorded (imported)", "heldout": heldout, **_provenance(command)}
     return save_teacher(model.cpu(), cand, meta, out)

@@ -29,6 +29,12 @@ A space file is YAML (``yaml.safe_load`` only)::
     constraints:            # optional
       mha_ffn_ratio: {min: 0.1, max: 1.5}   # window on the *realised* ratio
       max_params_m: 10.0
+    budget:                 # optional: how much training each candidate and the teacher get
+      distill: {layer_steps: 60, pd_steps: 150, batch_size: 32, transfer_batches: 64, eval_batches: 20}
+      teacher: {steps: 5000, batch_size: 64, lr: 0.003, warmup: 200}
+
+The budget belongs to the file, not to the space's name: a copy of a built-in space trains as the
+built-in does, and a file without one gets the defaults (``DistillSettings``, ``DEFAULT_RECIPE``).
 
 The MHA/FFN ratio is searched; the FFN inner width is derived from it:
 ``intermediate = round((mha_params / ratio / num_ffn - intra) / (2 * intra + 1), ffn_multiple)``,
@@ -55,7 +61,14 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 FIXED_FIELDS = ("num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size", "seq_len")
 TEACHER_FIELDS = ("intra_size", "num_ffn", "intermediate_size", "norm", "act", "attention")
 SEARCH_FIELDS = ("intra_size", "num_ffn", "mha_ffn_ratio", "norm", "act", "attention")
-TOP_FIELDS = ("name", "description", "fixed", "teacher", "search", "ffn_multiple", "constraints")
+TOP_FIELDS = ("name", "description", "fixed", "teacher", "search", "ffn_multiple", "constraints", "budget")
+# budget.distill: the DistillSettings fields that size one candidate's training and scoring
+# budget.teacher: the TeacherRecipe fields (nas.teacher) of the teacher's pre-training
+DISTILL_BUDGET_INTS = ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches",
+                       "downstream_steps", "downstream_eval")
+DISTILL_BUDGET_RATES = ("lr", "downstream_lr")
+TEACHER_BUDGET_INTS = ("steps", "batch_size", "warmup", "eval_batches")
+TEACHER_BUDGET_RATES = ("lr", "weight_decay")
 CONSTRAINT_FIELDS = ("mha_ffn_ratio", "max_params_m", "max_gflops")
 _CATEGORICAL = {"norm": NORMS, "act": ACTIVATIONS, "attention": ("shared_qk", "bottleneck")}
 
@@ -146,6 +159,8 @@ class SearchSpace:
     ffn_multiple: int = 32
     constraints: Constraints = field(default_factory=Constraints)
     source: str = "<builtin>"
+    distill_budget: dict[str, Any] = field(default_factory=dict)  # DistillSettings fields (budget.distill)
+    teacher_budget: dict[str, Any] = field(default_factory=dict)  # TeacherRecipe fields (budget.teacher)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -219,9 +234,13 @@ class SearchSpace:
             cons["max_params_m"] = self.constraints.max_params_m
         if self.constraints.max_gflops is not None:
             cons["max_gflops"] = self.constraints.max_gflops
-        return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
-                "teacher": dict(self.teacher_block), "search": dims, "ffn_multiple": self.ffn_multiple,
-                "constraints": cons}
+        out = {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
+               "teacher": dict(self.teacher_block), "search": dims, "ffn_multiple": self.ffn_multiple,
+               "constraints": cons}
+        budget = {k: dict(v) for k, v in (("distill", self.distill_budget), ("teacher", self.teacher_budget)) if v}
+        if budget:  # written only when given: a study made before budgets lived here compares equal
+            out["budget"] = budget
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -305,14 +324,38 @@ def _dimension(source: str, name: str, spec: Any) -> Dimension:
     if missing:
         raise _err(source, f"{where}.{missing[0]}", "is required (or give 'choices')")
     low, high = _num(source, f"{where}.low", spec["low"]), _num(source, f"{where}.high", spec["high"])
-    step = _num(source, f"{where}.step", spec["step"]) if "step" in spec else None
     if low <= 0:
         raise _err(source, f"{where}.low", f"must be > 0, got {low}")
     if high < low:
         raise _err(source, where, f"low {low} is above high {high}")
+    if "step" not in spec:  # a continuous range has no finite grid: the space's size and its exhaustion need one
+        raise _err(source, f"{where}.step", "is required for a low/high range (e.g. 0.05)")
+    step = _num(source, f"{where}.step", spec["step"])
     if step is not None and step <= 0:
         raise _err(source, f"{where}.step", f"must be > 0, got {step}")
     return Dimension(name, low=low, high=high, step=step)
+
+
+def _budget(source: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``budget.distill`` and ``budget.teacher``, checked here so a bad value names the file."""
+    if raw is None:
+        return {}, {}
+    raw = _mapping(source, "budget", raw, ("distill", "teacher"))
+    out = []
+    for part, ints, rates in (("distill", DISTILL_BUDGET_INTS, DISTILL_BUDGET_RATES),
+                              ("teacher", TEACHER_BUDGET_INTS, TEACHER_BUDGET_RATES)):
+        given = _mapping(source, f"budget.{part}", raw.get(part) or {}, ints + rates)
+        checked: dict[str, Any] = {}
+        for k, v in given.items():
+            where = f"budget.{part}.{k}"
+            if k in ints:
+                checked[k] = _int(source, where, v, low=0 if k in ("pd_steps", "warmup") else 1)
+            else:
+                checked[k] = _num(source, where, v)
+                if checked[k] < 0 or (k.endswith("lr") and checked[k] == 0):
+                    raise _err(source, where, f"must be {'> 0' if k.endswith('lr') else '>= 0'}, got {v}")
+        out.append(checked)
+    return out[0], out[1]
 
 
 def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
@@ -344,7 +387,11 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
             raise _err(source, "search.intra_size.choices",
                        f"{v} is not divisible by fixed.num_heads={fixed['num_heads']}")
 
-    ffn_multiple = _int(source, "ffn_multiple", raw.get("ffn_multiple", 32))
+    if "ffn_multiple" not in raw:  # no silent default: it sets every candidate's FFN width
+        raise _err(source, "ffn_multiple", "is required: the FFN inner width is rounded to a multiple of it "
+                                           "(8, 16 or 32 suit most hardware)")
+    ffn_multiple = _int(source, "ffn_multiple", raw["ffn_multiple"])
+    distill_budget, teacher_budget = _budget(source, raw.get("budget"))
 
     cons_raw = _mapping(source, "constraints", raw.get("constraints") or {}, CONSTRAINT_FIELDS)
     ratio_window = None
@@ -362,7 +409,8 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
     )
     try:
         space = SearchSpace(name=name, description=description, fixed=fixed, teacher_block=dict(teacher),
-                            dimensions=dims, ffn_multiple=ffn_multiple, constraints=cons, source=source)
+                            dimensions=dims, ffn_multiple=ffn_multiple, constraints=cons, source=source,
+                            distill_budget=distill_budget, teacher_budget=teacher_budget)
         space.teacher  # validates the teacher's shape
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None

@@ -30,10 +30,10 @@ def mbnas(tmp_path):
 @pytest.fixture(scope="session")
 def smoke_teacher_dir(tmp_path_factory):
     """A real smoke-space teacher, pre-trained once per test session (seconds) into a temp folder."""
-    from nas.teacher import RECIPES, train_teacher
+    from nas.teacher import recipe_for, train_teacher
     from search_spaces import load_space
 
     out = tmp_path_factory.mktemp("teachers")
-    t = train_teacher(load_space("smoke"), RECIPES["smoke"], out=out, log=lambda s: None,
+    t = train_teacher(load_space("smoke"), recipe_for(load_space("smoke")), out=out, log=lambda s: None,
                       command="mbnas teacher train --space smoke")
     return t.path

@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_show(args) -> int:
+    from nas.distill import DistillSettings
     from nas.ops import count
+    from nas.teacher import recipe_for
     from search_spaces import load_space
 
     space = load_space(args.space)
@@ -60,6 +62,14 @@ def cmd_show(args) -> int:
     print(f"  FFN inner width derived from mha_ffn_ratio, rounded to a multiple of {space.ffn_multiple}")
     print(f"constraints: {space.constraints}")
     print(f"distinct combinations: {space.size:,}")
+    d, r = DistillSettings.for_space(space), recipe_for(space)
+    given = lambda part: "from the file" if part else "defaults: the file has no budget"  # noqa: E731
+    print(f"budget per candidate ({given(space.distill_budget)}): {d.layer_steps} steps per layer, {d.pd_steps} "
+          f"distillation steps, batch {d.batch_size}, lr {d.lr:g}, {d.transfer_batches} transfer batches, "
+          f"{d.eval_batches} held-out batches; downstream: {d.downstream_steps} fine-tune steps, "
+          f"{d.downstream_eval} dev sentences")
+    print(f"teacher pre-training ({given(space.teacher_budget)}): {r.steps} steps x batch {r.batch_size}, lr "
+          f"{r.lr:g}, warm-up {r.warmup}, {r.eval_batches} held-out batches")
     return 0
 
 

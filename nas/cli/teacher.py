@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nas.cli.data_options import add_corpus
@@ -49,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args) -> int:
     import dataclasses
 
-    from nas.teacher import DEFAULT_RECIPE, RECIPES, describe, find_teacher, load_teacher, train_teacher
+    from nas.errors import UserError
+    from nas.teacher import describe, find_teacher, load_teacher, recipe_for, train_teacher
     from search_spaces import load_space
 
     check_device(args.device)
@@ -67,10 +69,14 @@ def cmd_train(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    recipe = RECIPES.get(space.name, DEFAULT_RECIPE)
-    recipe = dataclasses.replace(recipe, **changes)
+    recipe = dataclasses.replace(recipe_for(space), **changes)
     if recipe.warmup >= recipe.steps:
-        recipe = dataclasses.replace(recipe, warmup=max(1, recipe.steps // 10))
+        if "warmup" in changes:
+            raise UserError(f"--warmup {recipe.warmup} must be below the {recipe.steps} training steps")
+        short = max(1, recipe.steps // 10)  # the space's warm-up would take the whole (shortened) run
+        print(f"note: warm-up {recipe.warmup} steps of space '{space.name}''s budget is not below --steps "
+              f"{recipe.steps}: warming up for {short} (--warmup sets it)", file=sys.stderr)
+        recipe = dataclasses.replace(recipe, warmup=short)
     t = train_teacher(space, recipe, device=args.device, out=args.out, corpus_files=args.corpus)
     print(f"saved {describe(t)}")
     return 0

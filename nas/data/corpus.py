@@ -54,6 +54,15 @@ class Corpus:
     data_hash: str  # sha256 of train then held-out token bytes: provenance of every score
     description: str
 
+    def check_windows(self, seq_len: int) -> None:
+        """Refuse, before any training, a corpus whose held-out split cannot fill one window of
+        ``seq_len`` (the held-out scores need one) or whose train split cannot."""
+        for name, tokens in (("held-out", self.heldout), ("train", self.train)):
+            if len(tokens) < seq_len - 2:
+                raise UserError(f"the {name} split of the corpus ({self.description}) has {len(tokens)} tokens, "
+                                f"fewer than one window of {seq_len}; give more text (documents are split "
+                                f"between train and held-out whole, so a few long ones leave one side short)")
+
 
 # --------------------------------------------------------------------------------------------
 # Documents
@@ -199,6 +208,11 @@ def load_corpus(
         if s.name not in BUILTIN_SOURCES:
             raise UserError(f"'{s.name}' is not a text corpus: choose from {', '.join(BUILTIN_SOURCES)}")
     files = [Path(p) for p in user_files or ()]
+    seen: dict[Path, Path] = {}
+    for p in files:  # twice the same text would count twice, in train or in held-out
+        if p.resolve() in seen:
+            raise UserError(f"--corpus {p}: given twice (as {seen[p.resolve()]} too); give each file once")
+        seen[p.resolve()] = p
     if not srcs and not files:
         raise UserError("no corpus: name a built-in source or give text files with --corpus")
     file_hashes = [hashlib.sha256(_read_user_file(p).encode()).hexdigest() for p in files]
@@ -215,11 +229,6 @@ def load_corpus(
         if files:
             docs.append(user_documents(files))
         train, heldout = _tokenise_split((d for it in docs for d in it), heldout_fraction)
-        if not len(train) or not len(heldout):
-            raise UserError(
-                f"corpus too small to split: {len(train)} train and {len(heldout)} held-out tokens "
-                f"at a held-out fraction of {heldout_fraction}; give more documents"
-            )
         folder.mkdir(parents=True, exist_ok=True)
         for arr, path in ((heldout, heldout_path), (train, train_path)):  # train last: it marks done
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -229,12 +238,18 @@ def load_corpus(
 
     train, heldout = np.load(train_path), np.load(heldout_path)
     data_hash = hashlib.sha256(train.tobytes() + heldout.tobytes()).hexdigest()
-    names = [s.label for s in srcs] + [f"{len(files)} user file(s)"] * bool(files)
+    names = [s.label for s in srcs] + [_files_named(files)] * bool(files)
     description = (
         f"{' + '.join(names)}, held-out {heldout_fraction:.0%} of documents by hash, "
         f"{len(train) + len(heldout):,} tokens ({len(train):,} train / {len(heldout):,} held-out)"
     )
     return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description)
+
+
+def _files_named(files: Sequence[Path]) -> str:
+    """``user file(s) a.txt, b.txt`` (the first three names; the data hash pins the content)."""
+    names = ", ".join(p.name for p in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"{len(files)} user file(s) {names}"
 
 
 def corpus_for(user_files: Sequence[str | Path] | None = None) -> Corpus:
@@ -255,6 +270,11 @@ def _tokenise_split(docs: Iterable[Document], fraction: float) -> tuple[np.ndarr
         first = min(splits[False], key=lambda d: _doc_hash(d.doc_id))
         splits[True].append(first)
         splits[False] = [d for d in splits[False] if d is not first]
+    if not splits[True] or not splits[False]:
+        n = len(splits[True]) + len(splits[False])
+        raise UserError(f"corpus too small to split: {n} document(s), and train and held-out need at least one "
+                        f"each; in a text file a blank line separates documents (a file without blank lines "
+                        f"is one document), so give more text or separate it into paragraphs")
     out = []
     for held in (False, True):
         encs = tok.encode_batch([d.text for d in splits[held]], add_special_tokens=False)

@@ -69,7 +69,9 @@ def load_user_csv(path: Path) -> ClassificationData:
             reader = csv.reader(f)
             header = [h.strip().lower() for h in next(reader, [])]
             if "text" not in header or "label" not in header:
-                raise UserError(f"{path}:1: header must name the columns 'text' and 'label', got {header}")
+                shown = ", ".join(repr(h[:30] + ("..." if len(h) > 30 else "")) for h in header[:5])
+                raise UserError(f"{path}:1: header must name the columns 'text' and 'label', got {len(header)} "
+                                f"column(s): {shown}{', ...' if len(header) > 5 else ''}")
             ti, li = header.index("text"), header.index("label")
             for rec in reader:
                 where = f"{path}:{reader.line_num}"
@@ -92,6 +94,11 @@ def load_user_csv(path: Path) -> ClassificationData:
     num_labels = max(r[1] for r in rows) + 1
     if num_labels < 2:
         raise UserError(f"data set {path} has a single label; classification needs at least two")
+    unused = sorted(set(range(num_labels)) - {r[1] for r in rows})
+    if unused:  # labels {1, 2} or {0, 999999} would train a head with classes no sentence has
+        shown = ", ".join(map(str, unused[:5])) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+        raise UserError(f"data set {path}: labels must be 0..K-1 with every class present; {shown} of 0..{num_labels - 1} "
+                        f"never occur(s): number the classes from 0 without gaps")
     return _split(rows, num_labels=num_labels, label=f"user data set {path.name}", by="text")
 
 

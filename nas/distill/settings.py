@@ -108,10 +108,12 @@ class DistillSettings:
 
     @classmethod
     def for_space(cls, space, **overrides) -> "DistillSettings":
-        """Budgets per built-in space (smoke: seconds; demo: 1-3 min on 2 CPU cores)."""
-        name = getattr(space, "name", space)
-        base = SPACE_BUDGETS.get(name, {})
-        return cls(**{**base, **overrides})
+        """The space file's ``budget.distill`` (a space or its name), then ``overrides``."""
+        if isinstance(space, str):
+            from search_spaces import load_space
+
+            space = load_space(space)
+        return cls(**{**space.distill_budget, **overrides})
 
 
 def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, str | None]:
@@ -129,19 +131,10 @@ def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, 
     from nas.teacher import data_note
 
     corpus = corpus or corpus_for(s.corpus)
+    corpus.check_windows(teacher.candidate.seq_len)  # the held-out scores need one window at least
     parts = [f"corpus: {corpus.description}, token sha256 {corpus.data_hash[:16]}"] if s.corpus else []
     if s.task_csv:
         path = Path(s.task_csv)
         load_downstream(path)  # a malformed CSV is reported now, not after the first candidate's training
         parts.append(f"task: {path.name}, sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]}")
     return "; ".join(parts) or None, data_note(teacher, corpus)
-
-
-SPACE_BUDGETS: dict[str, dict] = {
-    "smoke": dict(layer_steps=8, pd_steps=16, batch_size=8, transfer_batches=6, eval_batches=4,
-                  downstream_steps=20, downstream_eval=64),
-    "demo": dict(layer_steps=60, pd_steps=150, batch_size=32, transfer_batches=64, eval_batches=20),
-    # paper scale, for a GPU: the released recipe runs 10,000 steps per layer at batch 2048
-    "mobilebert": dict(layer_steps=2000, pd_steps=20000, batch_size=128, transfer_batches=512, eval_batches=100,
-                       downstream_steps=2000),
-}

@@ -244,6 +244,24 @@ _DEFINING = ("strategy", "objective", "score_name", "latency_profile", "latency_
              "distill_options", "user_data")
 
 
+def _space_diff(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """How the space a study was made with differs from the one given now, in words (None: same).
+    Studies made before budgets lived in space files hold none: theirs was the built-in space's
+    table, moved unchanged into the built-in files, so a missing ``budget`` is not compared."""
+    if "budget" not in old:
+        new = {k: v for k, v in new.items() if k != "budget"}
+    if old == new:
+        return None
+    if old.get("name") != new.get("name"):
+        return f"space {old.get('name')!r} (now {new.get('name')!r})"
+    path, a, b = [], old, new
+    while isinstance(a, dict) and isinstance(b, dict):  # down to the first field that differs
+        key = next(k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k))
+        path.append(str(key))
+        a, b = a.get(key), b.get(key)
+    return f"space {old.get('name')!r} whose {'.'.join(path)} was {a!r} (now {b!r})"
+
+
 def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
     """Create the study with ``meta``, or load it and check that ``meta`` agrees with what it holds.
 
@@ -261,8 +279,9 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
         old = StudyMeta.from_study(study)  # study user attributes are read from the storage, not cached
     diffs = [f"{k} {getattr(old, k)!r} (now {getattr(meta, k)!r})" for k in _DEFINING
              if getattr(old, k) != getattr(meta, k)]
-    if old.space.get("name") != meta.space.get("name") or old.space != meta.space:
-        diffs.insert(0, f"space {old.space.get('name')!r} (now {meta.space.get('name')!r})")
+    space_diff = _space_diff(old.space, meta.space)
+    if space_diff:
+        diffs.insert(0, space_diff)
     if old.latency_profile_hash and old.latency_profile_hash != meta.latency_profile_hash:  # None: an older study
         diffs.append(f"latency profile {old.latency_profile!r} of content {old.latency_profile_hash} (now "
                      f"{meta.latency_profile_hash}: the profile changed since)")

@@ -185,8 +185,39 @@ def test_user_corpus(tmp_path):
     (tmp_path / "notes.txt").write_text(text, encoding="utf-8")
     corpus = corpus_mod.load_corpus(sources=(), user_files=[tmp_path / "notes.txt"])
     assert len(corpus.train) and len(corpus.heldout)
-    assert corpus.description.startswith("1 user file(s), held-out 5%")
+    assert corpus.description.startswith("1 user file(s) notes.txt, held-out 5%")
     assert len(corpus_mod.heldout_batches(corpus.heldout, seq_len=8, batch_size=2)) >= 1
+    corpus.check_windows(8)
+    # 40 short notes hold out two (of ~17 tokens each): no window of 128 fits; said before any training
+    with pytest.raises(UserError, match=r"the held-out split of the corpus \(1 user file\(s\) notes.txt.* fewer "
+                                        r"than one window of 128"):
+        corpus.check_windows(128)
+    with pytest.raises(UserError, match="notes.txt: given twice"):
+        corpus_mod.load_corpus(sources=(), user_files=[tmp_path / "notes.txt", tmp_path / "." / "notes.txt"])
+
+
+def test_a_corpus_of_one_document_says_how_documents_are_separated(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("\n".join(f"line {i} of a file with no blank line in it" for i in range(300)), encoding="utf-8")
+    with pytest.raises(UserError, match=r"1 document\(s\).*a blank line separates documents"):
+        corpus_mod.load_corpus(sources=(), user_files=[path])
+
+
+@pytest.mark.parametrize("labels,unused", [((1, 2), "0 of 0..2"), ((0, 999), "1, 2, 3, 4, 5 and 993 more of 0..999")])
+def test_user_csv_labels_must_number_every_class(tmp_path, labels, unused):
+    """Labels {1, 2} or {0, 999} trained a head with classes no sentence has, without a word."""
+    rows = [f"sentence number {i},{labels[i % 2]}" for i in range(60)]
+    (tmp_path / "gaps.csv").write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"labels must be 0..K-1 with every class present; {unused} never occur"):
+        downstream.load_user_csv(tmp_path / "gaps.csv")
+
+
+def test_a_text_file_given_as_task_csv_shows_a_short_header(tmp_path):
+    (tmp_path / "prose.csv").write_text("It was a dark and stormy night " * 30 + "\nmore\n", encoding="utf-8")
+    with pytest.raises(UserError) as exc:
+        downstream.load_user_csv(tmp_path / "prose.csv")
+    assert "header must name the columns 'text' and 'label', got 1 column(s)" in str(exc.value)
+    assert len(str(exc.value)) < 250
 
 
 def test_unknown_source():

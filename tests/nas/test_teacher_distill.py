@@ -220,6 +220,37 @@ def _notes(path, n: int = 200, topic: str = "river"):
     return path
 
 
+@pytest.mark.parametrize("cmd", [("teacher", "train", "--space", "smoke", "--steps", "40", "--out", "t"),
+                                 ("search", "--space", "smoke", "--trials", "2", "--storage", "sqlite:///s.db")])
+def test_a_corpus_too_small_for_one_held_out_window_is_refused_before_training(mbnas, cmd, tmp_path,
+                                                                               smoke_teacher_dir):
+    """Teacher training ran every step and then failed; a search ended in a traceback after three
+    failed trials (or exited 0 with two). Both now refuse before the first step, in one line."""
+    few = tmp_path / "few.txt"  # 60 notes of ~4 tokens: a few held out, far from a window of 32
+    few.write_text("\n\n".join(f"note {i}." for i in range(60)), encoding="utf-8")
+    teacher = ("--teacher", str(smoke_teacher_dir)) if cmd[0] == "search" else ()
+    code, out, err = mbnas(*cmd, *teacher, "--corpus", str(few), "--threads", "1")
+    assert code == 2 and "the held-out split of the corpus (1 user file(s) few.txt" in err, (out, err)
+    assert "fewer than one window of 32" in err and len(err.strip().splitlines()) == 1
+    assert "step" not in out and not (tmp_path / "t").exists()
+    if (tmp_path / "s.db").exists():  # the storage may be opened first; no study is made in it
+        import optuna
+
+        assert optuna.study.get_all_study_names(f"sqlite:///{tmp_path / 's.db'}") == []
+
+
+def test_a_teacher_batch_beyond_memory_is_refused_and_a_large_one_noted(mbnas, tmp_path):
+    code, _, err = mbnas("teacher", "train", "--space", "smoke", "--steps", "4", "--warmup", "50", "--out", "t")
+    assert code == 2 and "--warmup 50 must be below the 4 training steps" in err  # was replaced by 1, silently
+    code, _, err = mbnas("teacher", "train", "--space", "smoke", "--steps", "2", "--batch-size", "1000000",
+                         "--corpus", str(_notes(tmp_path / "n.txt")), "--out", "t")
+    assert code == 2 and "--batch-size 1000000: the masked-LM logits alone need about" in err, err
+    code, out, err = mbnas("teacher", "train", "--space", "smoke", "--steps", "2", "--batch-size", "2000",
+                           "--corpus", str(_notes(tmp_path / "n.txt")), "--out", "t", "--threads", "1")
+    assert code == 0, err
+    assert "note: a batch of 2000 sequences is more than the" in out
+
+
 def _task(path, rows: int = 120):
     lines = ["text,label"] + [f"\"review {i}: {'a fine, warm film' if i % 2 else 'a dull, cold film'}\",{i % 2}"
                               for i in range(rows)]

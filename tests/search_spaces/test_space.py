@@ -82,6 +82,13 @@ BAD = [
      "min 0.8 is above max 0.2"),
     ("unsatisfiable", _mutate("constraints", {"max_params_m": 0.01}), "no candidate of the search ranges"),
     ("teacher heads", _mutate("teacher.intra_size", 250), "teacher.intra_size': 250 is not divisible"),
+    # no silent defaults: a range without a grid, a rounding multiple the file does not give
+    ("range without step", _mutate("search.mha_ffn_ratio", {"low": 0.1, "high": 1.0}),
+     "field 'search.mha_ffn_ratio.step': is required for a low/high range"),
+    ("missing ffn_multiple", _mutate("ffn_multiple", _DELETE), "field 'ffn_multiple': is required"),
+    ("unknown budget", _mutate("budget", {"distill": {"layer_step": 5}}), "field 'budget.distill.layer_step': unknown"),
+    ("zero budget", _mutate("budget", {"teacher": {"steps": 0}}), "field 'budget.teacher.steps': must be >= 1"),
+    ("budget rate", _mutate("budget", {"distill": {"lr": 0}}), "field 'budget.distill.lr': must be > 0"),
 ]
 
 

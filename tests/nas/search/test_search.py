@@ -159,7 +159,6 @@ def test_early_stopping_stops_hopeless_candidates(smoke_teacher_dir, load_study,
 def test_repeated_candidates_are_not_retrained(smoke_teacher_dir, load_study, tmp_path):
     """A space of two candidates: both are trained once; every repeat is recorded as rejected, and a
     search asked for more trials than the space holds ends once the space is exhausted, saying so."""
-    from nas.distill.settings import SPACE_BUDGETS
     from nas.search import SearchConfig, outcome_of, run_search
     from search_spaces.space import BUILTIN_DIR
 
@@ -172,12 +171,10 @@ def test_repeated_candidates_are_not_retrained(smoke_teacher_dir, load_study, tm
     space.write_text(yaml.safe_dump(raw))
     storage = f"sqlite:///{tmp_path / 'dup.db'}"
     said: list[str] = []
-    # random sampling: TPE would also get there, but re-proposes its favourite many times first
-    # a user space gets the default distill budget; this one is smoke-sized, so give it smoke's
-    # (without it each trial took ~100 s instead of a few)
+    # random sampling: TPE would also get there, but re-proposes its favourite many times first.
+    # The copy keeps smoke's budget (its file's 'budget'), so each trial takes seconds under its new name.
     res = run_search(SearchConfig(space=str(space), trials=3, storage=storage, teacher=str(smoke_teacher_dir),
-                                  threads=1, sampler="random", progress=False,
-                                  distill_options=dict(SPACE_BUDGETS["smoke"])), log=said.append)
+                                  threads=1, sampler="random", progress=False), log=said.append)
     assert any("every one of the 2 candidates of space 'two' has been tried" in s for s in said), said
     assert res.summary.trained == 2
     study = load_study(storage, "two-progressive-mlm")

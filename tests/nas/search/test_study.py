@@ -100,6 +100,30 @@ def test_studies_from_before_distill_options_still_resume(storage):
         create_or_check(storage, "old", _meta(strategy="joint"))
 
 
+def test_a_changed_space_file_is_named_by_the_field_that_changed(storage):
+    """'was created with space 'smoke' (now 'smoke')' told nothing; the line names the field. A study
+    made before budgets lived in space files (no 'budget') resumes with the built-in's file."""
+    import copy
+
+    from nas.search.study import create_or_check
+    from search_spaces import load_space
+
+    smoke = load_space("smoke").to_dict()
+    assert smoke["budget"]["distill"]["layer_steps"] == 8
+    create_or_check(storage, "sp", _meta(space=smoke))
+    narrower = copy.deepcopy(smoke)
+    narrower["search"]["intra_size"]["choices"] = [8, 16]
+    with pytest.raises(UserError, match=re.escape("space 'smoke' whose search.intra_size.choices was [8, 16, 32] "
+                                                  "(now [8, 16])")):
+        create_or_check(storage, "sp", _meta(space=narrower))
+    longer = copy.deepcopy(smoke)
+    longer["budget"]["distill"]["layer_steps"] = 80
+    with pytest.raises(UserError, match="whose budget.distill.layer_steps was 8 \\(now 80\\)"):
+        create_or_check(storage, "sp", _meta(space=longer))
+    create_or_check(storage, "before-budgets", _meta(space={k: v for k, v in smoke.items() if k != "budget"}))
+    create_or_check(storage, "before-budgets", _meta(space=smoke))
+
+
 class _InterleavingStorage:
     """A storage that lets a second worker open the study right after the first one's first write."""
 
