@@ -29,6 +29,9 @@ def resolve_arch(arch: str, seq_len: int = 128) -> Candidate:
         return REFERENCES[arch].candidate
     path = Path(arch)
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{arch}: a folder without config.json; give a candidate JSON file, or a folder a "
+                            f"MobileBERT model was saved to")
         path = path / "config.json"
     if not path.exists():
         raise UserError(

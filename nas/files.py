@@ -40,6 +40,8 @@ def builtin_or_file(name_or_path: str | Path, folder: Path, suffix: str, kind: s
         return p
     if not p.exists() and (p.suffix in suffixes or len(p.parts) > 1):  # meant as a file: say that it is missing
         raise UserError(f"{p}: no such file (built-in {kind}s: {', '.join(names)})")
+    if p.is_dir():
+        raise UserError(f"{p}: a folder; give the {kind} file itself (built-in {kind}s: {', '.join(names)})")
     files = f"a {'/'.join(suffixes)} file" if suffixes else "an existing file"
     raise UserError(f"'{name_or_path}' is neither a built-in {kind} ({', '.join(names)}) nor {files}")
 

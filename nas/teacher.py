@@ -319,6 +319,8 @@ def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None =
     from nas.models import build_masked_lm
 
     path = Path(path)
+    if path.is_file():  # --teacher .../model.safetensors: the folder was meant
+        raise UserError(f"{path}: a file; a teacher is the folder holding {WEIGHTS} and {META}: give {path.parent}")
     for f in (WEIGHTS, META):
         if not (path / f).exists():
             raise UserError(f"{path}: not a teacher folder (no {f}); train one with 'mbnas teacher train'")
@@ -363,13 +365,27 @@ def find_teacher(space) -> Path | None:
     return max(found)[2]  # a user's own teacher wins over the shipped one; newest first
 
 
+def _other_shapes(space) -> str:
+    """``; teachers here have shape(s) ...`` when teachers of other shapes exist (an edited teacher
+    block, say, where 'teacher info' lists one of the unedited shape)."""
+    shapes = set()
+    for root in (teachers_dir(), ASSET_DIR):
+        for meta_path in sorted(root.glob(f"*/{META}")) if root.exists() else []:
+            try:
+                shapes.add(Candidate.from_dict(json.loads(meta_path.read_text())["candidate"]).label)
+            except (ValueError, KeyError, UserError):
+                continue
+    return f"; the teachers found have shape(s) {', '.join(sorted(shapes))}" if shapes else ""
+
+
 def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> Teacher:
     if path is not None:
         return load_teacher_dir(Path(path), device, expect=space.teacher)
     found = find_teacher(space)
     if found is None:
-        raise UserError(f"no teacher for space '{space.name}': run 'mbnas teacher train --space {space.name}' "
-                        f"(or pass --teacher DIR)")
+        raise UserError(f"no teacher of shape {space.teacher.label} (space '{space.name}''s teacher block, "
+                        f"{space.source}): run 'mbnas teacher train --space {space.ref}' "
+                        f"(or pass --teacher DIR){_other_shapes(space)}")
     return load_teacher_dir(found, device, expect=space.teacher)
 
 

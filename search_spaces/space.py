@@ -167,6 +167,11 @@ class SearchSpace:
     def teacher(self) -> Candidate:
         return Candidate(**self.fixed, **self.teacher_block, name=f"{self.name}-teacher")
 
+    @property
+    def ref(self) -> str:
+        """What ``--space`` takes to name this space again: a built-in's name, else its file."""
+        return self.name if Path(self.source).parent == BUILTIN_DIR else self.source
+
     def dimension(self, name: str) -> Dimension:
         return next(d for d in self.dimensions if d.name == name)
 
@@ -359,6 +364,9 @@ def _budget(source: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
+    if raw is None:
+        raise UserError(f"{source}: empty; a space file names at least name, fixed, teacher, search and "
+                        f"ffn_multiple ('mbnas space show demo --yaml' prints one to start from)")
     raw = _mapping(source, "", raw, TOP_FIELDS, required=("name", "fixed", "teacher", "search"))
     name = raw["name"]
     if not isinstance(name, str) or not name:

@@ -118,8 +118,12 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
                                                        attention_mask=b.attention_mask.to(settings.device),
                                                        output_hidden_states=True).hidden_states).half()
                           for b in heldout]
-    cache = TeacherCache(transfer, outputs, heldout, heldout_hidden,
-                         data=f"held-out split: {corpus.description}", data_hash=corpus.data_hash)
+    windows = sum(int(b.input_ids.shape[0]) for b in heldout)
+    masked = sum(int((b.labels != -100).sum()) for b in heldout)
+    # the scores read these windows only (eval_batches caps them), so the data says how many
+    data = (f"held-out split: {corpus.description}; scored on {windows:,} windows of {seq} tokens spread over it, "
+            f"{masked:,} masked positions")
+    cache = TeacherCache(transfer, outputs, heldout, heldout_hidden, data=data, data_hash=corpus.data_hash)
     _CACHE.clear()  # one teacher per process at a time: free the previous one
     _CACHE[key] = cache
     return cache

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from search_spaces import load_space
+
 
 def test_arch_info_json(mbnas):
     code, out, err = mbnas("arch", "info", "mobilebert", "--json")
@@ -123,6 +125,36 @@ def test_bad_numbers_are_one_line_before_anything_runs(mbnas, args, msg):
     own errors were the whole usage block."""
     code, out, err = mbnas(*args)
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_a_file_or_an_empty_file_where_another_is_meant_says_which(mbnas, tmp_path):
+    """A folder as --space or --arch was 'neither ... nor an existing file' (it exists); the
+    weights file as --teacher was 'not a teacher folder (no model.safetensors)'; an empty space
+    file was \"field '': must be a mapping\"; an edited teacher block was 'no teacher for space'
+    while 'teacher info' listed one."""
+    import yaml
+
+    from nas.teacher import ASSET_DIR
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "e.yaml").write_text("")
+    raw = yaml.safe_load(mbnas("space", "show", "demo", "--yaml")[1])
+    raw["teacher"]["intermediate_size"] = 512
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
+    arch = str(load_space("demo").sample(1, seed=0)[0].save(tmp_path / "a.json"))
+    shipped = next(ASSET_DIR.iterdir())
+    cases = [(("space", "show", str(tmp_path / "d")), "d: a folder; give the space file itself"),
+             (("distill", "--space", "smoke", "--arch", str(tmp_path / "d")), "d: a folder without config.json"),
+             (("space", "validate", str(tmp_path / "e.yaml")), "e.yaml: empty; a space file names at least"),
+             (("distill", "--space", "demo", "--arch", arch, "--teacher", str(shipped / "model.safetensors")),
+              f"model.safetensors: a file; a teacher is the folder holding model.safetensors and teacher.json: "
+              f"give {shipped}"),
+             (("distill", "--space", str(tmp_path / "t.yaml"), "--arch", arch),
+              "no teacher of shape b256-f1-i512-ln-gelu-blk (space 'demo''s teacher block")]
+    for args, msg in cases:
+        code, _, err = mbnas(*args, env={"MBNAS_CACHE": str(tmp_path / "cache")})
+        assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert "the teachers found have shape(s) b256-f1-i1024-ln-gelu-blk" in err
 
 
 def test_output_cut_short_by_a_pipe_is_not_an_error():

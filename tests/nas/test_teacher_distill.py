@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -267,7 +268,9 @@ def test_distill_on_the_users_corpus(mbnas, smoke_teacher_dir, tmp_path):
                            "--json")
     assert code == 0, err
     d = json.loads(out)
-    assert d["score_data"].startswith("held-out split: 1 user file(s), held-out 5%")
+    assert d["score_data"].startswith("held-out split: 1 user file(s) notes.txt, held-out 5%")
+    # smoke's budget scores 4 batches of 32 windows at most; the data says how many it read
+    assert re.search(r"; scored on \d+ windows of 32 tokens spread over it, [\d,]+ masked positions$", d["score_data"])
     assert "news" not in d["score_data"]
     assert err.startswith(f"note: teacher {d['teacher']} was pre-trained on ") and "--corpus" in err
 
