@@ -224,7 +224,7 @@ def check_same_host(path: Path, rows: Sequence[Row], force: bool = False) -> Non
     if force:
         return
     hosts = sorted({r.extra.get("host", "") for r in rows})
-    if hosts == [this_host()]:
+    if not hosts or hosts == [this_host()]:  # a header alone mixes nothing
         return
     if "" in hosts:
         what = "rows without a 'host' column value (timings written elsewhere, a phone's say)"

@@ -104,7 +104,7 @@ def data_note(teacher: Teacher, corpus) -> str | None:
     if teacher.meta.get("data_hash") in (None, corpus.data_hash):
         return None
     return (f"note: teacher {teacher.hash} was pre-trained on {teacher.meta.get('data', 'other text')}; students "
-            f"are distilled and scored on {corpus.description} (--corpus picks their text)")
+            f"are distilled and scored on {corpus.shown} (--corpus picks their text)")
 
 
 def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: str,
@@ -118,7 +118,7 @@ def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: s
                           device=device)
     log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
         f"({scores.n_masked:,} masked positions)")
-    return {**scores.as_dict(), "data": f"held-out split: {corpus.description}"}
+    return {**scores.as_dict(), "data": f"held-out split: {corpus.shown}"}
 
 
 def _provenance(command: str | None) -> dict[str, str]:
@@ -156,7 +156,7 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     t0 = time.time()
     tokens = 0
     log(f"teacher {space.name}: {cand.label}, {recipe.steps} steps x {recipe.batch_size} x {cand.seq_len} tokens, "
-        f"lr {recipe.lr}, device {device}, {torch.get_num_threads()} threads; corpus: {corpus.description}")
+        f"lr {recipe.lr}, device {device}, {torch.get_num_threads()} threads; corpus: {corpus.shown}")
     every = max(1, recipe.steps // 20)
     for step in range(recipe.steps):
         b = next(batches).to(device)
@@ -177,7 +177,7 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     meta = {
         "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
         "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
-        "data_hash": corpus.data_hash, "data": corpus.description,
+        "data_hash": corpus.data_hash, "data": corpus.shown,
         "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log),
         **_provenance(command), "torch": torch.__version__,
     }
@@ -193,8 +193,9 @@ def _check_batch(batch_size: int, cand: Candidate, corpus, device: str, log: Cal
     if device == "cpu" and hasattr(os, "sysconf"):
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         if need > 0.8 * total:
-            raise UserError(f"--batch-size {batch_size}: the masked-LM logits alone need about {need / 2**30:.0f} GiB, "
-                            f"and this machine has {total / 2**30:.0f} GiB; give a smaller batch")
+            raise UserError(f"a teacher batch of {batch_size} sequences: the masked-LM logits alone need about "
+                            f"{need / 2**30:.0f} GiB, and this machine has {total / 2**30:.0f} GiB; give a smaller "
+                            f"--batch-size (or budget.teacher.batch_size in the space file)")
     windows = len(corpus.train) // (cand.seq_len - 2)
     if batch_size > windows:
         log(f"note: a batch of {batch_size} sequences is more than the {windows:,} distinct windows of the training "

@@ -242,9 +242,9 @@ class SearchSpace:
         out = {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
                "teacher": dict(self.teacher_block), "search": dims, "ffn_multiple": self.ffn_multiple,
                "constraints": cons}
-        budget = {k: dict(v) for k, v in (("distill", self.distill_budget), ("teacher", self.teacher_budget)) if v}
-        if budget:  # written only when given: a study made before budgets lived here compares equal
-            out["budget"] = budget
+        # always written, empty parts meaning the defaults: a study keeps this dict, and one without a
+        # 'budget' is then surely from before budgets lived in space files (nas.search.study._space_diff)
+        out["budget"] = {"distill": dict(self.distill_budget), "teacher": dict(self.teacher_budget)}
         return out
 
 
@@ -376,7 +376,8 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
         raise _err(source, "description", "must be a string")
 
     fixed = _mapping(source, "fixed", raw["fixed"], FIXED_FIELDS, required=FIXED_FIELDS)
-    fixed = {k: _int(source, f"fixed.{k}", fixed[k]) for k in FIXED_FIELDS}
+    # seq_len: a window is [CLS] + at least one token + [SEP]
+    fixed = {k: _int(source, f"fixed.{k}", fixed[k], low=3 if k == "seq_len" else 1) for k in FIXED_FIELDS}
 
     teacher = _mapping(source, "teacher", raw["teacher"], TEACHER_FIELDS, required=TEACHER_FIELDS)
     for k in ("intra_size", "num_ffn", "intermediate_size"):

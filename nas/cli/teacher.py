@@ -74,8 +74,8 @@ def cmd_train(args) -> int:
         if "warmup" in changes:
             raise UserError(f"--warmup {recipe.warmup} must be below the {recipe.steps} training steps")
         short = max(1, recipe.steps // 10)  # the space's warm-up would take the whole (shortened) run
-        print(f"note: warm-up {recipe.warmup} steps of space '{space.name}''s budget is not below --steps "
-              f"{recipe.steps}: warming up for {short} (--warmup sets it)", file=sys.stderr)
+        print(f"note: a warm-up of {recipe.warmup} steps is not below the {recipe.steps} training steps: warming up "
+              f"for {short} (--warmup sets it)", file=sys.stderr)
         recipe = dataclasses.replace(recipe, warmup=short)
     t = train_teacher(space, recipe, device=args.device, out=args.out, corpus_files=args.corpus)
     print(f"saved {describe(t)}")

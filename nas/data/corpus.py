@@ -52,14 +52,24 @@ class Corpus:
     train: np.ndarray  # (N_train,) uint16 token ids, documents separated by [SEP]
     heldout: np.ndarray  # (N_heldout,) uint16
     data_hash: str  # sha256 of train then held-out token bytes: provenance of every score
-    description: str
+    description: str  # by content only: a study keeps it (StudyMeta.user_data), so moved or renamed files resume
+    file_names: tuple[str, ...] = ()  # the user's files, for display (``shown``)
+
+    @property
+    def shown(self) -> str:
+        """``description`` with the user's file names, for what a person reads."""
+        if not self.file_names:
+            return self.description
+        names = ", ".join(self.file_names[:3]) + (f" and {len(self.file_names) - 3} more"
+                                                   if len(self.file_names) > 3 else "")
+        return self.description.replace("user file(s)", f"user file(s) {names}", 1)
 
     def check_windows(self, seq_len: int) -> None:
         """Refuse, before any training, a corpus whose held-out split cannot fill one window of
         ``seq_len`` (the held-out scores need one) or whose train split cannot."""
         for name, tokens in (("held-out", self.heldout), ("train", self.train)):
             if len(tokens) < seq_len - 2:
-                raise UserError(f"the {name} split of the corpus ({self.description}) has {len(tokens)} tokens, "
+                raise UserError(f"the {name} split of the corpus ({self.shown}) has {len(tokens)} tokens, "
                                 f"fewer than one window of {seq_len}; give more text (documents are split "
                                 f"between train and held-out whole, so a few long ones leave one side short)")
 
@@ -238,18 +248,13 @@ def load_corpus(
 
     train, heldout = np.load(train_path), np.load(heldout_path)
     data_hash = hashlib.sha256(train.tobytes() + heldout.tobytes()).hexdigest()
-    names = [s.label for s in srcs] + [_files_named(files)] * bool(files)
+    names = [s.label for s in srcs] + [f"{len(files)} user file(s)"] * bool(files)
     description = (
         f"{' + '.join(names)}, held-out {heldout_fraction:.0%} of documents by hash, "
         f"{len(train) + len(heldout):,} tokens ({len(train):,} train / {len(heldout):,} held-out)"
     )
-    return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description)
-
-
-def _files_named(files: Sequence[Path]) -> str:
-    """``user file(s) a.txt, b.txt`` (the first three names; the data hash pins the content)."""
-    names = ", ".join(p.name for p in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-    return f"{len(files)} user file(s) {names}"
+    return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description,
+                  file_names=tuple(p.name for p in files))
 
 
 def corpus_for(user_files: Sequence[str | Path] | None = None) -> Corpus:

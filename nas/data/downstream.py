@@ -94,9 +94,16 @@ def load_user_csv(path: Path) -> ClassificationData:
     num_labels = max(r[1] for r in rows) + 1
     if num_labels < 2:
         raise UserError(f"data set {path} has a single label; classification needs at least two")
-    unused = sorted(set(range(num_labels)) - {r[1] for r in rows})
-    if unused:  # labels {1, 2} or {0, 999999} would train a head with classes no sentence has
-        shown = ", ".join(map(str, unused[:5])) + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+    present = {r[1] for r in rows}
+    if len(present) < num_labels:  # labels {1, 2} or {0, 999999} would train a head with classes no sentence has
+        n_unused = num_labels - len(present)
+        first = []
+        for i in range(num_labels):  # the first few gaps only: a label may be an id in the billions
+            if i not in present:
+                first.append(i)
+                if len(first) == 5:
+                    break
+        shown = ", ".join(map(str, first)) + (f" and {n_unused - 5} more" if n_unused > 5 else "")
         raise UserError(f"data set {path}: labels must be 0..K-1 with every class present; {shown} of 0..{num_labels - 1} "
                         f"never occur(s): number the classes from 0 without gaps")
     return _split(rows, num_labels=num_labels, label=f"user data set {path.name}", by="text")

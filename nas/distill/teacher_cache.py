@@ -121,7 +121,7 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     windows = sum(int(b.input_ids.shape[0]) for b in heldout)
     masked = sum(int((b.labels != -100).sum()) for b in heldout)
     # the scores read these windows only (eval_batches caps them), so the data says how many
-    data = (f"held-out split: {corpus.description}; scored on {windows:,} windows of {seq} tokens spread over it, "
+    data = (f"held-out split: {corpus.shown}; scored on {windows:,} windows of {seq} tokens spread over it, "
             f"{masked:,} masked positions")
     cache = TeacherCache(transfer, outputs, heldout, heldout_hidden, data=data, data_hash=corpus.data_hash)
     _CACHE.clear()  # one teacher per process at a time: free the previous one

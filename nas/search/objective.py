@@ -161,29 +161,33 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
     return Plan(number=trial.number, candidate=cand, strategy=strategy, record=record, rejected=rejected)
 
 
-PLAN_WAIT_S = 30.0  # how long a trial waits for an earlier, still planning trial to write its record
+PLAN_WAIT_S = 30.0  # how long a trial waits for an earlier one, asked but not yet marked alive, to write its record
+PLAN_WAIT_MAX_S = 600.0  # ... and for one whose worker is alive (heartbeats) but still sampling
 
 
 def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLAN_WAIT_S) -> int | None:
     """The number of another trial that trained (or is training, or stopped early) the same
     candidate with the same strategy; None if there is none. The realised candidate is compared,
-    not the sampled values: two MHA/FFN ratios can round to one FFN width. Small spaces and a
-    converging sampler propose the same candidate again; it is recorded as rejected, not retrained.
-    Interrupted and failed trials do not count: those are worth another try.
+    not the sampled values: two MHA/FFN ratios can round to one FFN width, and then build one model.
+    Small spaces and a converging sampler propose the same candidate again; it is recorded as
+    rejected, not retrained. Interrupted and failed trials do not count: those are worth another try.
 
     Workers planning at the same moment (``--jobs 2``, several machines on one PostgreSQL study)
     must not both train one candidate, and must not both reject it. Each writes its record first
     and then calls this; of two running trials with one candidate the lower-numbered trains. A
-    running trial with a lower number that has not written its record yet is still planning, so
-    it is waited for (it takes milliseconds; up to ``wait_s`` for a worker that died meanwhile,
-    which is then left to the dead-worker recovery). A higher-numbered running trial defers to
-    this one, so it is not counted."""
+    running trial with a lower number that has not written its record yet is still planning (its
+    sampler may take seconds on a long study), so it is waited for: while its worker's heartbeat is
+    fresh (``nas.search.study.Liveness``), up to ``PLAN_WAIT_MAX_S``; without a heartbeat yet, up
+    to ``wait_s`` (a worker that died between asking and claiming is left to the dead-worker
+    recovery). A higher-numbered running trial defers to this one, so it is not counted."""
     from optuna.trial import TrialState
 
-    from nas.search.study import outcome_of
+    from nas.search.study import GRACE_S, HEARTBEAT_ATTR, outcome_of
 
-    deadline = time.monotonic() + wait_s
+    began = time.monotonic()
+    want = cand.replace(name=None, mha_ffn_ratio=None)
     while True:
+        waited = time.monotonic() - began
         planning = False
         for t in trial.study.get_trials(deepcopy=False):
             kind = outcome_of(t)
@@ -193,13 +197,16 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
                 continue
             rec = TrialRecord.from_trial(t)
             if rec is None:
-                planning = planning or (t.state == TrialState.RUNNING and t.number < trial.number)
+                if t.state == TrialState.RUNNING and t.number < trial.number:
+                    beat = t.user_attrs.get(HEARTBEAT_ATTR)
+                    alive = isinstance(beat, (int, float)) and time.time() - beat < GRACE_S
+                    planning = planning or (waited < PLAN_WAIT_MAX_S if alive else waited < wait_s)
                 continue
-            if rec.strategy == strategy and rec.candidate.replace(name=cand.name) == cand:
+            if rec.strategy == strategy and rec.candidate.replace(name=None, mha_ffn_ratio=None) == want:
                 if kind == "running" and rec.failure:  # rejected, being told so: it trains nothing
                     continue
                 return t.number
-        if not planning or time.monotonic() >= deadline:
+        if not planning:
             return None
         time.sleep(0.05)
 

@@ -244,12 +244,29 @@ _DEFINING = ("strategy", "objective", "score_name", "latency_profile", "latency_
              "distill_options", "user_data")
 
 
+# Before budgets lived in space files, they were looked up by the space's *name* in these tables
+# (moved unchanged into search_spaces/builtin/*.yaml); any other name got the defaults.
+_BUDGETS_BY_NAME = {
+    "smoke": {"distill": {"layer_steps": 8, "pd_steps": 16, "batch_size": 8, "transfer_batches": 6, "eval_batches": 4,
+                          "downstream_steps": 20, "downstream_eval": 64},
+              "teacher": {"steps": 120, "batch_size": 16, "lr": 0.003, "warmup": 20, "eval_batches": 8}},
+    "demo": {"distill": {"layer_steps": 60, "pd_steps": 150, "batch_size": 32, "transfer_batches": 64,
+                         "eval_batches": 20},
+             "teacher": {"steps": 5000, "batch_size": 64, "lr": 0.003, "warmup": 200}},
+    "mobilebert": {"distill": {"layer_steps": 2000, "pd_steps": 20000, "batch_size": 128, "transfer_batches": 512,
+                               "eval_batches": 100, "downstream_steps": 2000},
+                   "teacher": {"steps": 200000, "batch_size": 256, "lr": 0.0005, "warmup": 10000,
+                               "eval_batches": 100}},
+}
+
+
 def _space_diff(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """How the space a study was made with differs from the one given now, in words (None: same).
-    Studies made before budgets lived in space files hold none: theirs was the built-in space's
-    table, moved unchanged into the built-in files, so a missing ``budget`` is not compared."""
-    if "budget" not in old:
-        new = {k: v for k, v in new.items() if k != "budget"}
+    A study made before budgets lived in space files holds no ``budget``: it trained with the one
+    its space's name picked (``_BUDGETS_BY_NAME``, else the defaults, written as empty parts), so
+    that one is what the space given now must hold."""
+    if "budget" not in old and "budget" in new:
+        old = {**old, "budget": _BUDGETS_BY_NAME.get(old.get("name"), {"distill": {}, "teacher": {}})}
     if old == new:
         return None
     if old.get("name") != new.get("name"):

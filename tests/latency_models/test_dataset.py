@@ -114,3 +114,7 @@ def test_dataset_never_appends_to_timings_from_another_device(cli, tmp_path):
                             "--force", *fast)
     assert code == 0 and "1 failed" in stdout, err
     assert len(read_rows(other)) == 2
+    header_only = write(tmp_path / "empty.csv", [])  # a header alone mixes nothing: appended to
+    code, stdout, err = cli("latency", "dataset", "--space", "smoke", "-n", "1", "--layers", "1", "--out",
+                            str(header_only), *fast)
+    assert code == 0 and "1 failed" in stdout, err

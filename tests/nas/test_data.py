@@ -185,7 +185,12 @@ def test_user_corpus(tmp_path):
     (tmp_path / "notes.txt").write_text(text, encoding="utf-8")
     corpus = corpus_mod.load_corpus(sources=(), user_files=[tmp_path / "notes.txt"])
     assert len(corpus.train) and len(corpus.heldout)
-    assert corpus.description.startswith("1 user file(s) notes.txt, held-out 5%")
+    assert corpus.shown.startswith("1 user file(s) notes.txt, held-out 5%")
+    # the description a study keeps names content only: the same text under another name resumes it
+    (tmp_path / "renamed.txt").write_text(text, encoding="utf-8")
+    renamed = corpus_mod.load_corpus(sources=(), user_files=[tmp_path / "renamed.txt"])
+    assert renamed.description == corpus.description.replace("1 user file(s) notes.txt", "1 user file(s)")
+    assert renamed.description.startswith("1 user file(s), held-out 5%") and renamed.shown != corpus.shown
     assert len(corpus_mod.heldout_batches(corpus.heldout, seq_len=8, batch_size=2)) >= 1
     corpus.check_windows(8)
     # 40 short notes hold out two (of ~17 tokens each): no window of 128 fits; said before any training
@@ -203,7 +208,8 @@ def test_a_corpus_of_one_document_says_how_documents_are_separated(tmp_path):
         corpus_mod.load_corpus(sources=(), user_files=[path])
 
 
-@pytest.mark.parametrize("labels,unused", [((1, 2), "0 of 0..2"), ((0, 999), "1, 2, 3, 4, 5 and 993 more of 0..999")])
+@pytest.mark.parametrize("labels,unused", [((1, 2), "0 of 0..2"), ((0, 999), "1, 2, 3, 4, 5 and 993 more of 0..999"),
+                                           ((0, 99_999_999_999), "1, 2, 3, 4, 5 and 99999999993 more of 0..99999999999")])
 def test_user_csv_labels_must_number_every_class(tmp_path, labels, unused):
     """Labels {1, 2} or {0, 999} trained a head with classes no sentence has, without a word."""
     rows = [f"sentence number {i},{labels[i % 2]}" for i in range(60)]

@@ -245,7 +245,7 @@ def test_a_teacher_batch_beyond_memory_is_refused_and_a_large_one_noted(mbnas, t
     assert code == 2 and "--warmup 50 must be below the 4 training steps" in err  # was replaced by 1, silently
     code, _, err = mbnas("teacher", "train", "--space", "smoke", "--steps", "2", "--batch-size", "1000000",
                          "--corpus", str(_notes(tmp_path / "n.txt")), "--out", "t")
-    assert code == 2 and "--batch-size 1000000: the masked-LM logits alone need about" in err, err
+    assert code == 2 and "a teacher batch of 1000000 sequences: the masked-LM logits alone need about" in err, err
     code, out, err = mbnas("teacher", "train", "--space", "smoke", "--steps", "2", "--batch-size", "2000",
                            "--corpus", str(_notes(tmp_path / "n.txt")), "--out", "t", "--threads", "1")
     assert code == 0, err

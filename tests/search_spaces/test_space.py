@@ -86,6 +86,7 @@ BAD = [
     ("range without step", _mutate("search.mha_ffn_ratio", {"low": 0.1, "high": 1.0}),
      "field 'search.mha_ffn_ratio.step': is required for a low/high range"),
     ("missing ffn_multiple", _mutate("ffn_multiple", _DELETE), "field 'ffn_multiple': is required"),
+    ("sequence too short", _mutate("fixed.seq_len", 2), "field 'fixed.seq_len': must be >= 3"),
     ("unknown budget", _mutate("budget", {"distill": {"layer_step": 5}}), "field 'budget.distill.layer_step': unknown"),
     ("zero budget", _mutate("budget", {"teacher": {"steps": 0}}), "field 'budget.teacher.steps': must be >= 1"),
     ("budget rate", _mutate("budget", {"distill": {"lr": 0}}), "field 'budget.distill.lr': must be > 0"),

@@ -212,6 +212,9 @@ def test_duplicate_of_names_the_trial_that_was_trained(tmp_path):
     assert duplicate_of(first, cand(8, 0.5), "progressive") is None
     study.tell(first, [0.2, 1.0])
     assert duplicate_of(ask(cand(8, 0.5)), cand(8, 0.5), "progressive") == first.number  # trained: not again
+    # another sampled ratio that rounds to the same FFN width builds the same model: not again either
+    same_model = cand(8, 0.5).replace(mha_ffn_ratio=0.55)
+    assert duplicate_of(ask(same_model), same_model, "progressive") == first.number
     assert duplicate_of(ask(cand(8, 0.5)), cand(8, 0.5), "joint") is None  # another strategy is another trial
     failed = ask(cand(16, 0.5))
     study.tell(failed, state=TrialState.FAIL)
@@ -235,8 +238,8 @@ def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
     cand = space.build(intra_size=8, num_ffn=1, mha_ffn_ratio=0.5, norm="no_norm", act="relu",
                        attention="shared_qk")
 
-    def write(t):
-        rec = TrialRecord(candidate=cand.replace(name=f"trial-{t.number}"), params=1, flops=1, latency_ms=1.0,
+    def write(t, c=cand):
+        rec = TrialRecord(candidate=c.replace(name=f"trial-{t.number}"), params=1, flops=1, latency_ms=1.0,
                           strategy="progressive", teacher_hash="x")
         for k, v in rec.to_user_attrs().items():
             t.set_user_attr(k, v)
@@ -255,6 +258,18 @@ def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
     began = time.monotonic()
     assert duplicate_of(third, cand.replace(intra_size=16), "progressive", wait_s=0.3) is None
     assert 0.3 <= time.monotonic() - began < 5
+    # a lower-numbered worker that is alive (its heartbeat is fresh) but still sampling is waited for
+    # past that: a sampler's fit on a long study can take longer than any fixed wait
+    from nas.search.study import HEARTBEAT_ATTR
+
+    slow, fourth = study.ask(), study.ask()
+    slow.set_user_attr(HEARTBEAT_ATTR, time.time())
+    other = cand.replace(intra_size=32)
+    write(fourth, other)
+    late = threading.Timer(0.8, write, args=(slow, other))
+    late.start()
+    assert duplicate_of(fourth, other, "progressive", wait_s=0.2) == slow.number
+    late.join()
 
 
 def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):

@@ -13,7 +13,7 @@ from nas.records import StudyMeta
 
 
 def _meta(**changes) -> StudyMeta:
-    base = dict(space={"name": "smoke"}, strategy="progressive", objective="mlm", score_name="mlm_accuracy",
+    base = dict(space={"name": "stub"}, strategy="progressive", objective="mlm", score_name="mlm_accuracy",
                 score_data="held-out", latency_profile="pixel4-cpu-tflite", latency_error="±5%",
                 teacher_hash="abc", reference_point=(0.0, 10.0))
     return StudyMeta(**{**base, **changes})
@@ -122,6 +122,13 @@ def test_a_changed_space_file_is_named_by_the_field_that_changed(storage):
         create_or_check(storage, "sp", _meta(space=longer))
     create_or_check(storage, "before-budgets", _meta(space={k: v for k, v in smoke.items() if k != "budget"}))
     create_or_check(storage, "before-budgets", _meta(space=smoke))
+    # ... but not with a file of that name that trains with another budget (a copy without one: defaults)
+    no_budget = {**smoke, "budget": {"distill": {}, "teacher": {}}}
+    with pytest.raises(UserError, match="whose budget.distill.batch_size was 8 \\(now None\\)"):
+        create_or_check(storage, "before-budgets", _meta(space=no_budget))
+    mine = {k: v for k, v in smoke.items() if k != "budget"} | {"name": "mine"}
+    create_or_check(storage, "mine-before", _meta(space=mine))  # another name trained with the defaults then
+    create_or_check(storage, "mine-before", _meta(space={**no_budget, "name": "mine"}))  # and does now
 
 
 class _InterleavingStorage:
