@@ -220,3 +220,18 @@ def test_rescore_under_another_profile_keeps_scores(study_db):
     refs = data.reference_latencies(view, profile)
     assert {"mobilebert", "mobilebert-tiny", "ib-bert-large", "bert-base"} <= set(refs["name"])
     assert (refs["seq_len"] == view.seq_len).all()
+
+
+def test_the_teacher_is_drawn_for_a_study_whose_stored_space_todays_rules_refuse(study_db):
+    """A study stored a ratio range without a step (allowed before); parsing that space now fails,
+    which dropped the teacher from the references without a word. The teacher alone is read."""
+    import dataclasses
+
+    url, name = study_db
+    view = data.load_study(data.open_storage(url), name)
+    space = json.loads(json.dumps(view.meta.space))
+    space["search"]["mha_ffn_ratio"] = {"low": 0.1, "high": 1.0, "step": None}
+    del space["ffn_multiple"]
+    old = dataclasses.replace(view, meta=dataclasses.replace(view.meta, space=space))
+    labels = [label for label, _ in data.reference_architectures(old)]
+    assert labels[0].startswith("teacher (") and labels == [label for label, _ in data.reference_architectures(view)]
