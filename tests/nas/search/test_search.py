@@ -272,6 +272,36 @@ def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
     late.join()
 
 
+def test_plan_trial_writes_its_record_before_it_checks_for_repeats(tmp_path):
+    """The whole plan step, not only duplicate_of: two trials asked for one candidate at once, the
+    lower-numbered one planning late, end as one trained and one rejected naming it."""
+    import threading
+    from types import SimpleNamespace
+
+    import optuna
+
+    from latency_models import load_profile
+    from nas.search.objective import TrialContext, plan_trial
+    from search_spaces import load_space
+
+    ctx = TrialContext(space=load_space("smoke"), strategy="progressive", objective="mlm",
+                       profile=load_profile("pixel4-cpu-tflite"), teacher=SimpleNamespace(hash="x"))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", directions=["maximize", "minimize"])
+    params = {"intra_size": 16, "num_ffn": 1, "mha_ffn_ratio": 0.5, "norm": "no_norm", "act": "relu",
+              "attention": "shared_qk"}
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    low, high = study.ask(), study.ask()
+    plans = {}
+    late = threading.Timer(0.5, lambda: plans.__setitem__("low", plan_trial(low, ctx)))
+    late.start()
+    plans["high"] = plan_trial(high, ctx)
+    late.join()
+    assert plans["low"].rejected is None
+    assert f"same candidate and strategy as trial {low.number}" in plans["high"].rejected
+    assert study.trials[high.number].user_attrs["mbnas.failure"] == plans["high"].rejected
+
+
 def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
     """--score names the study's score; naming the default explicitly resumes a study made without it,
     and another score is refused (it is not also a distill option)."""
