@@ -29,10 +29,13 @@ def resolve_arch(arch: str, seq_len: int = 128) -> Candidate:
         return REFERENCES[arch].candidate
     path = Path(arch)
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        # an export folder: its architecture.json carries the sequence length config.json lacks, so
+        # 'arch info' counts FLOPs at the length the export's own numbers were taken at
+        found = [path / f for f in ("architecture.json", "config.json") if (path / f).is_file()]
+        if not found:
             raise UserError(f"{arch}: a folder without config.json; give a candidate JSON file, or a folder a "
                             f"MobileBERT model was saved to")
-        path = path / "config.json"
+        path = found[0]
     if not path.exists():
         raise UserError(
             f"'{arch}' is neither a reference architecture ({', '.join(REFERENCES)}) nor an existing file"

@@ -51,6 +51,8 @@ def cmd_distill(args) -> int:
     from search_spaces import load_space
 
     check_device(args.device)
+    if args.force and not args.out:
+        raise UserError("--force replaces an earlier student's files in --out; give --out DIR, or leave --force out")
     if args.out:  # before the training, not after it
         refuse_nonempty(check_output_folder(args.out, "--out"), "--out", args.force,
                         "if it holds files of an earlier student, give a new folder, or pass --force to replace "

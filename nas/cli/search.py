@@ -79,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where trained students are kept (default: next to the SQLite file, else runs/<study>)")
     p.add_argument("--no-early-stop", action="store_true",
                    help="train every candidate to the end (no per-layer early stopping)")
-    p.add_argument("--early-stop-factor", type=factor, default=1.5, metavar="X",
+    p.add_argument("--early-stop-factor", type=factor, default=None, metavar="X",
                    help="stop a candidate whose transfer loss at a layer is over X times that of >= 2 completed "
                         "trials that are no slower (default 1.5)")
     p.add_argument("--distill-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
@@ -107,6 +107,10 @@ def cmd_search(args) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it all
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar per trial
 
+    if args.no_early_stop and args.early_stop_factor is not None:
+        from nas.errors import UserError
+
+        raise UserError("--early-stop-factor with --no-early-stop: there is no early stopping to tune; give one of them")
     threads, worker_argv = args.threads, None
     if args.jobs > 1:
         threads = threads or default_threads(args.jobs)
@@ -118,7 +122,7 @@ def cmd_search(args) -> int:
         latency_budget_ms=args.latency_budget_ms, sampler=args.sampler, trials=args.trials, timeout=args.timeout,
         storage=args.storage, study=args.study, backend=args.backend, ray_address=args.ray_address, seed=args.seed,
         device=args.device, teacher=args.teacher, run_dir=args.run_dir,
-        early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor),
+        early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor or 1.5),
         distill_options=dict(args.distill_option), data=data_settings(args), score=args.score, threads=threads,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, progress=not args.quiet,
         jobs=args.jobs, worker_argv=worker_argv, worker_index=args.worker_index,
@@ -137,6 +141,7 @@ def cmd_search(args) -> int:
         print("no completed trial yet: no Pareto front")
     print("\nopen the dashboard:\n  mbnas dashboard --storage " + shlex.quote(res.storage)
           + " --study " + shlex.quote(res.study_name))
-    print("export a model:\n  mbnas export --storage " + shlex.quote(res.storage) + " --study "
-          + shlex.quote(res.study_name) + " --pick knee --out " + shlex.quote(f"export/{res.study_name}-knee"))
+    if s.front:  # nothing to export before a trial completes
+        print("export a model:\n  mbnas export --storage " + shlex.quote(res.storage) + " --study "
+              + shlex.quote(res.study_name) + " --pick knee --out " + shlex.quote(f"export/{res.study_name}-knee"))
     return 0

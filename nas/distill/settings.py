@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from nas.errors import UserError, check_choice
@@ -94,8 +95,20 @@ class DistillSettings:
         for f in ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches"):
             if getattr(self, f) < 0 or (f != "pd_steps" and getattr(self, f) == 0):
                 raise UserError(f"distill setting '{f}' must be positive, got {getattr(self, f)}")
-        if not self.lr > 0:
-            raise UserError(f"learning rate must be > 0, got {self.lr}")
+        # ranges: each of these was accepted and trained something other than asked (a negative
+        # alpha weight, no fine-tune at all) or diverged in every trial (temperature 0)
+        checks = (("lr", self.lr, 0, None, False), ("downstream_lr", self.downstream_lr, 0, None, False),
+                  ("temperature", self.temperature, 0, None, False), ("alpha", self.alpha, 0, 1, True),
+                  ("theseus_p", self.theseus_p, 0, 1, True), ("theseus_b", self.theseus_b, 0, 1, True),
+                  ("earlier_lr_scale", self.earlier_lr_scale, 0, None, True),
+                  ("downstream_steps", self.downstream_steps, 1, None, True),
+                  ("downstream_eval", self.downstream_eval, 1, None, True))
+        for name, v, low, high, closed in checks:
+            ok = math.isfinite(v) and (v >= low if closed else v > low) and (high is None or v <= high)
+            if not ok:
+                where = (f"from {low} to {high}" if high is not None else
+                         f"{'>=' if closed else '>'} {low}") + (" (finite)" if high is None else "")
+                raise UserError(f"distill setting '{name}' must be {where}, got {v!r}")
         if isinstance(self.corpus, (str, bytes)) or not all(isinstance(p, str) for p in self.corpus):
             raise UserError(f"corpus must be a list of text file paths, got {self.corpus!r}")
         object.__setattr__(self, "corpus", tuple(self.corpus))  # a JSON list from --distill-option
@@ -114,6 +127,12 @@ class DistillSettings:
 
             space = load_space(space)
         return cls(**{**space.distill_budget, **overrides})
+
+
+# What --distill-option may change: the numeric knobs. The rest has a flag the study records
+# (--seed, --strategy, --score, --corpus, ...) or is not a number to type (the loss weights).
+DISTILL_OPTIONS = tuple(f.name for f in dataclasses.fields(DistillSettings) if f.type in ("int", "float")
+                        and f.name != "seed")
 
 
 def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, str | None]:

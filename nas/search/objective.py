@@ -129,7 +129,7 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
     if ctx.budget_ms is not None:
         trial.set_constraint(BUDGET_CONSTRAINT, est.latency_ms - ctx.budget_ms)
         if est.latency_ms > ctx.budget_ms:
-            reasons.append(f"predicted {est.latency_ms:.2f} ms on {est.profile} is over the budget of "
+            reasons.append(f"predicted {est.latency_ms:.4g} ms on {est.profile} is over the budget of "
                            f"{ctx.budget_ms:g} ms")
     violations = ctx.space.constraints.violations(cand)
     if violations:

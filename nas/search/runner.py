@@ -9,6 +9,8 @@ rejected over the budget cost no training and do not count; interrupted ones are
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -95,8 +97,19 @@ class SearchResult:
     recovered: list[int]
 
 
+def check_study_name(name: str) -> None:
+    """A study name is also the folder its students are kept in (``<storage dir>/<name>/``): one
+    line for a name that would be a path elsewhere, hidden, blank or too long for a folder."""
+    if not name.strip() or name != name.strip():
+        raise UserError(f"--study {name!r}: give a name without leading or trailing spaces")
+    if "/" in name or "\\" in name or name.startswith(".") or len(name) > 100:
+        raise UserError(f"--study {name!r}: the name is also its run folder's; use letters, digits, '-', '_' "
+                        f"(no '/', no leading '.', at most 100 characters)")
+
+
 def _check(cfg: SearchConfig) -> None:
     from nas.distill import STRATEGIES
+    from nas.distill.settings import DISTILL_OPTIONS
 
     check_choice("--strategy", cfg.strategy, (*STRATEGIES, "search"))
     check_choice("--objective", cfg.objective, OBJECTIVES)
@@ -104,8 +117,14 @@ def _check(cfg: SearchConfig) -> None:
     check_choice("--backend", cfg.backend, BACKENDS)
     if cfg.trials < 1:
         raise UserError(f"--trials must be at least 1, got {cfg.trials}")
-    if cfg.latency_budget_ms is not None and not cfg.latency_budget_ms > 0:
-        raise UserError(f"--latency-budget-ms must be positive, got {cfg.latency_budget_ms}")
+    if cfg.latency_budget_ms is not None and not (math.isfinite(cfg.latency_budget_ms) and cfg.latency_budget_ms > 0):
+        raise UserError(f"--latency-budget-ms must be a positive number of milliseconds, got {cfg.latency_budget_ms}; "
+                        f"leave it out for no budget")
+    if cfg.study is not None:
+        check_study_name(cfg.study)
+    if cfg.score and cfg.objective == "downstream":
+        raise UserError(f"--score {cfg.score}: with --objective downstream the study's score is downstream_accuracy; "
+                        f"leave --score out (every masked-LM score is still measured and recorded)")
     if cfg.backend == "ray" and cfg.device.startswith("cuda:"):
         raise UserError(f"--device {cfg.device} with --backend ray: Ray gives each trial its own GPU "
                         f"(--gpus-per-trial); give --device cuda")
@@ -114,6 +133,9 @@ def _check(cfg: SearchConfig) -> None:
     for k in cfg.distill_options:
         if k in own_flags:
             raise UserError(f"--distill-option {k}: set it with {own_flags[k]}, which the study records")
+        if k not in DISTILL_OPTIONS:
+            raise UserError(f"--distill-option {k}: not a distillation setting one can change; known: "
+                            f"{', '.join(DISTILL_OPTIONS)}")
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"--threads must be at least 1, got {cfg.threads}")
     if cfg.ray_address and cfg.backend != "ray":

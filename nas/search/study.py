@@ -299,6 +299,10 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
     space_diff = _space_diff(old.space, meta.space)
     if space_diff:
         diffs.insert(0, space_diff)
+    if old.seed is not None and old.seed != meta.seed:  # None: an older study
+        # --seed seeds every candidate's training as well as the sampler: one candidate moved 0.05
+        # in block_fidelity between two seeds, more than many candidates differ
+        diffs.append(f"seed {old.seed} (now {meta.seed}; the seed also seeds every candidate's training)")
     if old.latency_profile_hash and old.latency_profile_hash != meta.latency_profile_hash:  # None: an older study
         diffs.append(f"latency profile {old.latency_profile!r} of content {old.latency_profile_hash} (now "
                      f"{meta.latency_profile_hash}: the profile changed since)")

@@ -157,6 +157,41 @@ def test_a_folder_a_file_or_an_empty_file_where_another_is_meant_says_which(mbna
     assert "the teachers found have shape(s) b256-f1-i1024-ln-gelu-blk" in err
 
 
+@pytest.mark.parametrize("args,msg", [
+    (("--study", "../x"), "--study '../x': the name is also its run folder's"),
+    (("--study", "a/b"), "--study 'a/b': the name is also its run folder's"),
+    (("--study", " "), "give a name without leading or trailing spaces"),
+    (("--study", ""), "give a name without leading or trailing spaces"),
+    (("--latency-budget-ms", "inf"), "--latency-budget-ms must be a positive number of milliseconds, got inf"),
+    (("--objective", "downstream", "--score", "mlm_accuracy"), "--score mlm_accuracy: with --objective downstream"),
+    (("--distill-option", "weights=x"), "--distill-option weights: not a distillation setting one can change"),
+    (("--distill-option", "alpha=2"), "distill setting 'alpha' must be from 0 to 1, got 2"),
+    (("--distill-option", "temperature=0"), "distill setting 'temperature' must be > 0 (finite), got 0"),
+    (("--distill-option", "downstream_steps=-5"), "distill setting 'downstream_steps' must be >= 1"),
+    (("--distill-option", "theseus_p=1.5"), "distill setting 'theseus_p' must be from 0 to 1, got 1.5"),
+    (("--no-early-stop", "--early-stop-factor", "2"), "--early-stop-factor with --no-early-stop"),
+])
+def test_search_settings_that_would_train_something_else_are_refused_first(mbnas, smoke_teacher_dir, tmp_path,
+                                                                          args, msg):
+    """Each of these was accepted: a run folder outside the working folder, a budget of inf, a
+    --score the downstream objective ignored, options that trained every trial wrongly or failed it."""
+    code, out, err = mbnas("search", "--space", "smoke", "--trials", "1", "--teacher", str(smoke_teacher_dir),
+                           "--storage", f"sqlite:///{tmp_path / 's.db'}", *args)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path.parent / "x").exists() and "trial" not in out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("--force",), "--force replaces an earlier student's files in --out; give --out DIR"),
+    (("--lr", "inf"), "distill setting 'lr' must be > 0 (finite), got inf"),
+])
+def test_distill_flags_that_would_do_nothing_or_diverge_are_refused(mbnas, smoke_teacher_dir, tmp_path, args, msg):
+    arch = load_space("smoke").sample(1, seed=5)[0].save(tmp_path / "c.json")
+    code, _, err = mbnas("distill", "--space", "smoke", "--arch", str(arch), "--teacher", str(smoke_teacher_dir),
+                         *args)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_output_cut_short_by_a_pipe_is_not_an_error():
     import subprocess
     import sys

@@ -73,6 +73,11 @@ def test_stock_transformers_reproduces_the_student(searched, tmp_path):
     arch = json.loads((res.out / "architecture.json").read_text())
     meta = StudyMeta.from_study(study)
     assert arch["candidate"] == rec.candidate.to_dict()
+    # the folder as ARCH reads architecture.json: the export's sequence length, not config.json's 128
+    from nas.arch import resolve_arch
+    from nas.ops import count
+
+    assert resolve_arch(str(res.out)) == rec.candidate and count(resolve_arch(str(res.out))).flops == arch["flops"]
     assert arch["score"] == {"name": "block_fidelity", "value": trial.values[0], "data": meta.score_data}
     assert "held-out" in arch["score"]["data"] and set(arch["scores"]) >= {"mlm_accuracy", "heldout_ce"}
     assert {x["data"] for x in arch["scores"].values()} == {meta.heldout_data}  # each score names its data

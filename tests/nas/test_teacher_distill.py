@@ -283,6 +283,9 @@ def test_distill_downstream_on_the_users_csv(teacher, tmp_path):
     r = distill_candidate(c, teacher, s)
     assert r.score_name == "downstream_accuracy" and 0.0 <= r.score <= 1.0
     assert r.score_data.startswith("user data set mine.csv: 120 sentences, labels {0: 60, 1: 60}")
+    # next to the score, what always answering the commonest class would score on the same sentences
+    m = re.search(r"; always predicting the commonest class scores (0\.\d{4}) there$", r.score_data)
+    assert m and 0.5 <= float(m.group(1)) < 1.0
     # every other score was measured on held-out text, and says so
     assert r.data_of("downstream_accuracy") == r.score_data and "held-out" in r.heldout_data
     assert {r.data_of(k) for k in r.scores if k != "downstream_accuracy"} == {r.heldout_data}

@@ -57,7 +57,10 @@ def test_resuming_with_other_settings_is_refused(storage):
     from nas.search.study import create_or_check
 
     create_or_check(storage, "s", _meta())
-    create_or_check(storage, "s", _meta(seed=3))  # run settings may differ
+    create_or_check(storage, "s", _meta(run_dir="elsewhere"))  # run settings may differ
+    create_or_check(storage, "seeded", _meta(seed=0))
+    with pytest.raises(UserError, match="created with seed 0 \\(now 3; the seed also seeds"):  # every training too
+        create_or_check(storage, "seeded", _meta(seed=3))
     with pytest.raises(UserError, match="created with latency_profile 'pixel4-cpu-tflite'"):
         create_or_check(storage, "s", _meta(latency_profile="other"))
     with pytest.raises(UserError, match="--study NEW_NAME"):
