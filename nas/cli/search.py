@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="constraint: candidates predicted slower are rejected before training, with the reason")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS, help=SAMPLER_HELP)
     p.add_argument("--trials", type=int, default=12,
-                   help="trained trials the study should hold (default 12); a rerun adds only the missing ones. "
-                        "Rejected trials cost no training and do not count")
+                   help="trials that used training the study should hold: complete, stopped early or failed "
+                        "(default 12); a rerun adds only the missing ones. Rejected and interrupted trials cost no "
+                        "(finished) training and do not count")
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS", help="start no new trial after this long")
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
                    help=f"Optuna storage (default {DEFAULT_STORAGE}, the dashboard's default too); "
