@@ -46,6 +46,7 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
                 p.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()  # reaped: a zombie's pid would still look alive to the dead-worker recovery
         raise
     for k, p in enumerate(procs, start=1):
         if p.wait() != 0:

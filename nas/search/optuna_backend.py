@@ -17,7 +17,8 @@ from nas.search.objective import (
 )
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import (
-    INTERRUPTED, REJECTED, Liveness, counts_toward_budget, make_sampler, process_seed, recover_interrupted,
+    INTERRUPTED, REJECTED, Liveness, counts_toward_budget, fresh_session, make_sampler, process_seed,
+    recover_interrupted,
 )
 
 MAX_REJECTED_IN_A_ROW = 200  # over budget or repeats: a search that can't proceed (tiny space, tight budget)
@@ -95,13 +96,15 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
                 liveness.release(trial)
                 why = (str(exc) or "stopped by the user") if isinstance(exc, KeyboardInterrupt) \
                     else f"{type(exc).__name__}: {exc}"
-                try:
-                    if trial.number not in [t.number for t in study.get_trials(
-                            deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE))]:
-                        trial.set_user_attr("mbnas.failure", f"{INTERRUPTED}{why}")
-                        study.tell(trial, state=TrialState.FAIL)
-                except Exception:
-                    pass
+                for _ in range(3):  # a signal that landed inside a storage write can leave its session unusable
+                    try:
+                        if trial.number not in [t.number for t in study.get_trials(
+                                deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE))]:
+                            trial.set_user_attr("mbnas.failure", f"{INTERRUPTED}{why}")
+                            study.tell(trial, state=TrialState.FAIL)
+                        break
+                    except Exception:
+                        fresh_session(prep.storage)
                 raise
             liveness.release(trial)
             finish_trial(study, trial, plan, outcome)

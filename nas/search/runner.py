@@ -252,8 +252,17 @@ def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchR
         from nas.search.local_workers import local_workers
         from nas.search.optuna_backend import run_optuna
 
-        with local_workers(list(cfg.worker_argv or []), cfg.jobs, log):
-            run_optuna(prep, log)
+        try:
+            with local_workers(list(cfg.worker_argv or []), cfg.jobs, log):
+                run_optuna(prep, log)
+        except BaseException:
+            # the workers are gone now; one that had to be killed (or was cut off while marking its
+            # trial) left it RUNNING: mark such trials interrupted here, not at the next run
+            try:
+                recover_interrupted(prep.study, prep.storage)
+            except Exception:
+                pass
+            raise
     else:
         from nas.search.optuna_backend import run_optuna
 

@@ -498,6 +498,16 @@ class Liveness:
         self._stop.set()
 
 
+def fresh_session(storage) -> None:
+    """Drop this thread's database session, so the next call opens a new one: a Ctrl-C or SIGTERM
+    raised inside a commit can leave the old one in a state where every later write fails."""
+    backend = getattr(storage, "_backend", storage)  # optuna wraps an RDBStorage in a cache
+    try:
+        backend.scoped_session.remove()
+    except Exception:
+        pass
+
+
 def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
     """Mark RUNNING trials whose worker is gone as failed ("interrupted: ..."); returns their numbers.
 
