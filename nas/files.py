@@ -62,13 +62,19 @@ def check_output_file(path: str | Path, flag: str, force: bool = False, inputs: 
     return path
 
 
+def first_few(items: Sequence, n: int, total: int | None = None) -> str:
+    """``a, b, c and 4 more``: the first ``n`` of ``items``; ``total``, when ``items`` holds only the
+    first few of them."""
+    total = len(items) if total is None else total
+    return ", ".join(map(str, items[:n])) + (f" and {total - n} more" if total > n else "")
+
+
 def refuse_nonempty(out: Path, flag: str, force: bool, advice: str) -> Path:
     """``out`` (checked by ``check_output_folder``) unless it is a folder that already holds files and
     ``force`` is not given: then one line listing a few of them, followed by ``advice``."""
     held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if held and not force:
-        shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
-        raise UserError(f"{flag} {out}: the folder is not empty ({shown}); {advice}")
+        raise UserError(f"{flag} {out}: the folder is not empty ({first_few(held, 4)}); {advice}")
     return out
 
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nas.candidate import Candidate
 from nas.data.sources import sha256_file
@@ -348,10 +348,9 @@ def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None =
     return Teacher(model=model, candidate=cand, hash=digest[:12], meta=meta, path=path)
 
 
-def find_teacher(space) -> Path | None:
-    """The newest cached teacher for this space's shape, else the built-in one shipped with the package."""
-    want = space.teacher.replace(name=None)
-    found = []
+def _stored_teachers() -> Iterator[tuple[Path, Path, dict, Candidate]]:
+    """(root, folder, teacher.json, candidate) of every readable teacher: the user's cache, then the
+    ones shipped with the package."""
     for root in (teachers_dir(), ASSET_DIR):
         for meta_path in sorted(root.glob(f"*/{META}")) if root.exists() else []:
             try:
@@ -359,24 +358,24 @@ def find_teacher(space) -> Path | None:
                 cand = Candidate.from_dict(meta["candidate"]).replace(name=None)
             except (ValueError, KeyError, UserError):
                 continue
-            if cand == want:
-                found.append((root == teachers_dir(), meta.get("created", ""), meta_path.parent))
+            yield root, meta_path.parent, meta, cand
+
+
+def find_teacher(space) -> Path | None:
+    """The newest cached teacher for this space's shape, else the built-in one shipped with the package."""
+    want = space.teacher.replace(name=None)
+    found = [(root == teachers_dir(), meta.get("created", ""), folder)
+             for root, folder, meta, cand in _stored_teachers() if cand == want]
     if not found:
         return None
     return max(found)[2]  # a user's own teacher wins over the shipped one; newest first
 
 
 def _other_shapes(space) -> str:
-    """``; teachers here have shape(s) ...`` when teachers of other shapes exist (an edited teacher
-    block, say, where 'teacher info' lists one of the unedited shape)."""
-    shapes = set()
-    for root in (teachers_dir(), ASSET_DIR):
-        for meta_path in sorted(root.glob(f"*/{META}")) if root.exists() else []:
-            try:
-                shapes.add(Candidate.from_dict(json.loads(meta_path.read_text())["candidate"]).label)
-            except (ValueError, KeyError, UserError):
-                continue
-    return f"; the teachers found have shape(s) {', '.join(sorted(shapes))}" if shapes else ""
+    """``; the teachers found have shape(s) ...`` when teachers of other shapes exist (an edited
+    teacher block, say, where 'teacher info' lists one of the unedited shape)."""
+    shapes = sorted({cand.label for _, _, _, cand in _stored_teachers()})
+    return f"; the teachers found have shape(s) {', '.join(shapes)}" if shapes else ""
 
 
 def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> Teacher:

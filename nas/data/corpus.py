@@ -31,6 +31,7 @@ from nas.data.tokenizer import (
     CLS, FIRST_WORDPIECE, MASK, SEP, SPECIAL_IDS, VOCAB_SIZE, Batch, load_tokenizer, vocab_hash,
 )  # fmt: skip
 from nas.errors import UserError
+from nas.files import first_few
 
 # Bump when cleaning or stream layout changes: it is part of the cache key.
 CLEANING_VERSION = 2
@@ -60,9 +61,7 @@ class Corpus:
         """``description`` with the user's file names, for what a person reads."""
         if not self.file_names:
             return self.description
-        names = ", ".join(self.file_names[:3]) + (f" and {len(self.file_names) - 3} more"
-                                                   if len(self.file_names) > 3 else "")
-        return self.description.replace("user file(s)", f"user file(s) {names}", 1)
+        return self.description.replace("user file(s)", f"user file(s) {first_few(self.file_names, 3)}", 1)
 
     def check_windows(self, seq_len: int) -> None:
         """Refuse, before any training, a corpus whose held-out split cannot fill one window of

@@ -21,6 +21,7 @@ from tokenizers import BertWordPieceTokenizer
 from nas.data.sources import SOURCES, fetch
 from nas.data.tokenizer import Batch, encode_texts
 from nas.errors import UserError
+from nas.files import first_few
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, dev, test
 RT_LABELS = {"rotten": 0, "fresh": 1}
@@ -103,7 +104,7 @@ def load_user_csv(path: Path) -> ClassificationData:
                 first.append(i)
                 if len(first) == 5:
                     break
-        shown = ", ".join(map(str, first)) + (f" and {n_unused - 5} more" if n_unused > 5 else "")
+        shown = first_few(first, 5, total=n_unused)
         raise UserError(f"data set {path}: labels must be 0..K-1 with every class present; {shown} of 0..{num_labels - 1} "
                         f"never occur(s): number the classes from 0 without gaps")
     return _split(rows, num_labels=num_labels, label=f"user data set {path.name}", by="text")

@@ -136,26 +136,23 @@ def plan_trial(trial: Any, ctx: TrialContext) -> Plan:
         trial.set_constraint(SPACE_CONSTRAINT, float(len(violations)))
         reasons += violations
 
-    def record_with(failure: str | None) -> TrialRecord:
-        return TrialRecord(
-            candidate=cand, params=k.params, flops=k.flops, latency_ms=float(est.latency_ms),
-            latency_breakdown={str(op): float(ms) for op, ms in dict(est.breakdown).items()},
-            strategy=strategy, teacher_hash=ctx.teacher.hash, failure=failure,
-        )
-
     def rejection() -> str | None:
         return (REJECTED + "; ".join(reasons) + " (not trained)") if reasons else None
 
+    record = TrialRecord(
+        candidate=cand, params=k.params, flops=k.flops, latency_ms=float(est.latency_ms),
+        latency_breakdown={str(op): float(ms) for op, ms in dict(est.breakdown).items()},
+        strategy=strategy, teacher_hash=ctx.teacher.hash, failure=rejection(),
+    )
     # The record is written before the repeat check: that is what lets two workers planning the
     # same candidate at once agree on which of them trains it (see ``duplicate_of``).
-    record = record_with(rejection())
     for key, value in record.to_user_attrs().items():
         trial.set_user_attr(key, value)
     dup = duplicate_of(trial, cand, strategy)
     if dup is not None:
         # training is seeded, so a second run of the same candidate would only repeat the first
         reasons.append(f"same candidate and strategy as trial {dup}, whose result stands")
-        record = record_with(rejection())
+        record = dataclasses.replace(record, failure=rejection())
         trial.set_user_attr("mbnas.failure", record.failure)
     rejected = record.failure
     return Plan(number=trial.number, candidate=cand, strategy=strategy, record=record, rejected=rejected)

@@ -10,7 +10,6 @@ rejected over the budget cost no training and do not count; interrupted ones are
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
