@@ -88,7 +88,7 @@ class _AttentionKl(torch.autograd.Function):
 def attention_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """s, t: (B, heads, T, T) attention distributions; KL(t || s) summed over keys, averaged over
     batch, heads and queries (``_AttentionKl``; ``attention_loss_reference`` is the taped form)."""
-    return _AttentionKl.apply(s, t.detach())
+    return _AttentionKl.apply(s.float(), t.detach())  # CPU bf16 autocast hands out bf16 maps (benchmarks/cpu_bf16.py)
 
 
 def attention_loss_reference(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from nas.device import PRECISIONS
 from nas.errors import UserError, check_choice
 from nas.records import SCORE_MEANINGS
 
@@ -57,6 +58,8 @@ class DistillSettings:
         alone; empty: the built-in corpus (README "Data").
     task_csv: the user's ``text,label`` CSV (``--task-csv``) for ``objective='downstream'``; None:
         Rotten Tomatoes.
+    precision: arithmetic of the training steps (``nas.device.training_precision``: auto, fp32,
+        bf16); scoring is fp32 whatever it is.
     """
 
     strategy: str = "progressive"
@@ -81,6 +84,7 @@ class DistillSettings:
     seed: int = 0
     corpus: tuple[str, ...] = ()
     task_csv: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # --distill-option values arrive as parsed JSON: check types first
@@ -92,6 +96,7 @@ class DistillSettings:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("score", self.score_name, SCORES)
+        check_choice("precision", self.precision, PRECISIONS)
         for f in ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches"):
             if getattr(self, f) < 0 or (f != "pd_steps" and getattr(self, f) == 0):
                 raise UserError(f"distill setting '{f}' must be positive, got {getattr(self, f)}")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.candidate import Candidate
-from nas.device import autocast_for
+from nas.device import autocast_for, training_precision
 from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings
 from nas.distill.teacher_cache import TeacherCache, teacher_cache
@@ -44,6 +44,7 @@ class DistillResult:
         [, downstream_accuracy]); the masked-LM ones on ``heldout_data`` (``data_of`` says for each).
     layer_losses: transfer loss of each layer at the end of its phase (empty for theseus / none).
     seconds: wall time; timings: its parts (teacher_cache, train, evaluate, downstream).
+    precision: what the training steps computed in (fp32 or bf16; the scores are fp32 either way).
     """
 
     candidate: Candidate
@@ -58,6 +59,7 @@ class DistillResult:
     timings: dict[str, float] = field(default_factory=dict)
     teacher_hash: str | None = None
     heldout_data: str | None = None
+    precision: str = "fp32"
 
     def data_of(self, score: str) -> str:
         return data_of(score, self.score_name, self.score_data, self.heldout_data)
@@ -281,7 +283,7 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
     L = c.num_layers
     stage_steps = L * s.layer_steps
     layer_losses: list[float] = []
-    with autocast_for(device):
+    with autocast_for(device, s.precision):
         if s.strategy == "progressive":
             layer_losses = _progressive(student, teacher, cache, s, on_layer, device)
             _pd(student, teacher, cache, s, device, s.pd_steps, offset=stage_steps)
@@ -319,7 +321,7 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
     return DistillResult(candidate=c, student=student, strategy=s.strategy, score=scores[score_name],
                          score_name=score_name, score_data=score_data, scores=scores, layer_losses=layer_losses,
                          seconds=time.time() - t0, timings=timings, teacher_hash=teacher.hash,
-                         heldout_data=cache.data)
+                         heldout_data=cache.data, precision=training_precision(device, s.precision))
 
 
 def _report(losses: list[float], on_layer: LayerCallback | None) -> None:

@@ -103,6 +103,53 @@ def test_devices_torch_cannot_use_are_one_line(mbnas, args, msg):
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_precision_auto_is_fp32_on_cpu_and_bf16_autocasts(monkeypatch):
+    import torch
+
+    from nas import device
+
+    assert device.training_precision("cpu") == "fp32" and device.training_precision("cpu", "bf16") == "bf16"
+    with device.autocast_for("cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    with device.autocast_for("cpu", "bf16"):
+        assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
+    # the note: only for bf16 asked on a CPU that would emulate it
+    monkeypatch.setattr(device, "cpu_bf16_native", lambda: False)
+    assert "slower than in fp32" in device.precision_note("cpu", "bf16")
+    assert device.precision_note("cpu", "fp32") is None and device.precision_note("cpu", "auto") is None
+    monkeypatch.setattr(device, "cpu_bf16_native", lambda: True)
+    assert device.precision_note("cpu", "bf16") is None
+
+
+def test_bf16_training_sees_each_optimiser_step():
+    """A candidate's whole training runs in one autocast region. With autocast's weight cache every
+    forward pass after the first used the bf16 copy of the weights as they were at the first."""
+    import torch
+
+    from nas.device import autocast_for
+
+    lin = torch.nn.Linear(4, 4)
+    opt = torch.optim.SGD(lin.parameters(), lr=1.0)
+    x = torch.ones(2, 4)
+    with autocast_for("cpu", "bf16"):
+        first = lin(x)
+        first.sum().backward()
+        opt.step()  # in place, as every optimiser updates
+        second = lin(x)
+    assert first.dtype == torch.bfloat16
+    expected = torch.nn.functional.linear(x, lin.weight.detach(), lin.bias.detach())
+    assert torch.allclose(second.float(), expected, atol=0.1) and not torch.allclose(second, first)
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags():
+    from pathlib import Path
+
+    from nas.device import cpu_bf16_native
+
+    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    assert cpu_bf16_native() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+
+
 def test_jobs_spread_over_gpus_round_robin():
     from nas.device import worker_device
 

@@ -65,6 +65,18 @@ def test_attention_loss_matches_the_taped_form(case):
     _same_as_reference(attention_loss_reference, attention_loss, s, t)
 
 
+def test_attention_loss_takes_bf16_student_maps():
+    """CPU bf16 autocast hands the loss bf16 attention probabilities (CUDA's autocast gives fp32;
+    benchmarks/cpu_bf16.py trains so): the loss is computed in fp32 and the gradient comes back in
+    the student's dtype."""
+    s, t = _attention(seed=7)
+    s16 = s.bfloat16().requires_grad_()
+    loss = attention_loss(s16, t.half())
+    loss.backward()
+    assert loss.dtype == torch.float32 and s16.grad.dtype == torch.bfloat16
+    assert loss.item() == pytest.approx(attention_loss(s.bfloat16().float(), t.half()).item(), rel=1e-5)
+
+
 def test_attention_loss_is_zero_at_the_teacher():
     _, t = _attention(seed=3)
     assert attention_loss(t, t).item() == pytest.approx(0.0, abs=1e-6)
