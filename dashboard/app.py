@@ -147,7 +147,8 @@ def body(url: str, storage, study: str) -> None:
         f"**score**: {describe_score(meta.score_name)}, measured on {meta.score_data}. "
         f"**latency**: predicted by profile `{source.profile}` (error: {source.error})"
         + ("" if source.recorded else f"; re-scored here, the search used `{meta.latency_profile}`")
-        + f". Space `{meta.space.get('name', '?')}`, strategy `{meta.strategy}`, seq {view.seq_len}."
+        + f". Space `{meta.space.get('name', '?')}`, strategy `{meta.strategy}`"
+        + (f" (trained in {meta.precision})" if meta.precision else "") + f", seq {view.seq_len}."
         + (f" Your data: {meta.user_data}." if meta.user_data else ""))
 
     n_pareto = int(frame["pareto"].sum())

@@ -184,6 +184,7 @@ def architecture_record(rec, meta, score: float, latency_ms: float, study_name: 
                     "error": meta.latency_error, "seq_len": c.seq_len, "breakdown_ms": rec.latency_breakdown},
         "teacher_hash": rec.teacher_hash,
         "strategy": rec.strategy,
+        "train_precision": rec.precision,
         "layer_losses": rec.layer_losses,
         "train_seconds": rec.seconds,
         "source": {"study": study_name, "trial": int(trial), "storage": storage_url},

@@ -53,7 +53,8 @@ class TrialRecord:
     scores: every score measured (e.g. ``mlm_accuracy``, ``heldout_ce``, ``teacher_kl``, ``top1_agreement``).
     layer_losses: transfer loss after each layer's phase (progressive/joint/auxiliary), in layer order.
     strategy: knowledge-transfer strategy; teacher_hash: content hash of the fixed teacher.
-    seconds: wall time of training + evaluation.
+    seconds: wall time of training + evaluation; precision: what its training steps computed in
+        (fp32 or bf16; None: not trained, or recorded before this field).
     weights: path of the trained student's ``model.safetensors`` (relative to the study's run dir).
     failure: why a trial failed, was rejected (over the latency budget) or stopped early.
     """
@@ -71,6 +72,7 @@ class TrialRecord:
     seconds: float | None = None
     weights: str | None = None
     failure: str | None = None
+    precision: str | None = None
 
     def to_user_attrs(self) -> dict[str, Any]:
         """One attribute per field, ``candidate`` last: written in this order, a reader in another
@@ -118,6 +120,10 @@ class StudyMeta:
     ``score_data`` when the objective is a downstream task (None: studies written before it).
     latency_profile_hash: ``DeviceProfile.content_hash`` of the profile, so that a profile file
     calibrated again in place is not taken for the one the study was made with (None: older studies).
+    precision: what the study's candidates are trained in (fp32 or bf16): ``--precision`` resolved on
+    the device of the machine that made the study (``auto`` is bf16 on some GPUs only), so one
+    study never mixes the two. None: not known yet (a Ray driver that sees no GPU, older studies);
+    then the first completed trial sets it (``settle_score_meta``).
     """
 
     space: dict[str, Any]
@@ -136,6 +142,7 @@ class StudyMeta:
     user_data: str | None = None
     heldout_data: str | None = None
     latency_profile_hash: str | None = None
+    precision: str | None = None
 
     def data_of(self, score: str) -> str:
         """The data ``score`` (a key of a trial's scores) was measured on."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import positive_int, seed
-from nas.device import TRAIN_DEVICE_HELP
+from nas.device import PRECISION_HELP, PRECISIONS, TRAIN_DEVICE_HELP
 from nas.files import check_output_folder, refuse_nonempty
 
 
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     add_corpus(p, "the transfer batches and the held-out scores")
     add_task_csv(p)
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_distill(args) -> int:
     from nas.arch import resolve_arch
     from nas.data.corpus import corpus_for
-    from nas.device import check_device
+    from nas.device import check_device, precision_note
     from nas.distill import Diverged, DistillSettings, distill_candidate
     from nas.distill.settings import user_data_of
     from nas.errors import UserError
@@ -51,6 +52,9 @@ def cmd_distill(args) -> int:
     from search_spaces import load_space
 
     check_device(args.device)
+    note = precision_note(args.device, args.precision)
+    if note:
+        print(note, file=sys.stderr)
     if args.force and not args.out:
         raise UserError("--force replaces an earlier student's files in --out; give --out DIR, or leave --force out")
     if args.out:  # before the training, not after it
@@ -73,7 +77,8 @@ def cmd_distill(args) -> int:
     over = {k: v for k, v in {"layer_steps": args.layer_steps, "pd_steps": args.pd_steps, "lr": args.lr,
                               "score_name": args.score}.items() if v is not None}
     settings = DistillSettings.for_space(space, strategy=args.strategy, objective=args.objective,
-                                         device=args.device, seed=args.seed, **over, **data_settings(args))
+                                         device=args.device, seed=args.seed, precision=args.precision, **over,
+                                         **data_settings(args))
     corpus = corpus_for(settings.corpus)  # loaded once: checked here, trained on below
     _, note = user_data_of(settings, teacher, corpus)  # checks the files before any training
     if note:
@@ -87,13 +92,13 @@ def cmd_distill(args) -> int:
         r.save(args.out)
     out = {"candidate": c.label, "strategy": r.strategy, "score_name": r.score_name, "score": r.score,
            "score_data": r.score_data, **r.scores, "data": {k: r.data_of(k) for k in r.scores},
-           "layer_losses": r.layer_losses, "seconds": round(r.seconds, 2),
+           "layer_losses": r.layer_losses, "precision": r.precision, "seconds": round(r.seconds, 2),
            "timings": {k: round(v, 2) for k, v in r.timings.items()}, "teacher": teacher.hash,
            "saved": str(args.out) if args.out else None}
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{c.label} ({args.strategy}, teacher {teacher.hash}) in {r.seconds:.1f} s")
+    print(f"{c.label} ({args.strategy}, teacher {teacher.hash}, trained in {r.precision}) in {r.seconds:.1f} s")
     by_data: dict[str, list[str]] = {}  # the masked-LM scores share the held-out text; a task score has its own
     for k in r.scores:
         by_data.setdefault(r.data_of(k), []).append(k)

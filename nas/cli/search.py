@@ -8,7 +8,7 @@ import sys
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import factor, positive_float, seed
-from nas.device import TRAIN_DEVICE_HELP
+from nas.device import PRECISION_HELP, PRECISIONS, TRAIN_DEVICE_HELP
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -75,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu",
                    help=f"where candidates are trained: {TRAIN_DEVICE_HELP}; with --jobs N and cuda, worker k "
                         f"trains on GPU k mod the GPU count")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help=PRECISION_HELP.replace("(scores", "(the study records it; scores"))
     p.add_argument("--teacher", metavar="DIR", help="teacher folder (default: the cached teacher of the space)")
     p.add_argument("--run-dir", metavar="DIR",
                    help="where trained students are kept (default: next to the SQLite file, else runs/<study>)")
@@ -122,7 +124,7 @@ def cmd_search(args) -> int:
         space=args.space, strategy=args.strategy, objective=args.objective, device_profile=args.device_profile,
         latency_budget_ms=args.latency_budget_ms, sampler=args.sampler, trials=args.trials, timeout=args.timeout,
         storage=args.storage, study=args.study, backend=args.backend, ray_address=args.ray_address, seed=args.seed,
-        device=args.device, teacher=args.teacher, run_dir=args.run_dir,
+        device=args.device, precision=args.precision, teacher=args.teacher, run_dir=args.run_dir,
         early_stop=None if args.no_early_stop else EarlyStopRule(factor=args.early_stop_factor or 1.5),
         distill_options=dict(args.distill_option), data=data_settings(args), score=args.score, threads=threads,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, progress=not args.quiet,

@@ -113,6 +113,7 @@ class Outcome:
     score_data: str | None = None
     heldout_data: str | None = None  # the masked-LM scores' data (differs from score_data for a downstream objective)
     cpu_seconds: float | None = None  # CPU time of the training process (wall time misleads on a busy host)
+    precision: str | None = None  # what the training steps computed in (fp32 / bf16)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,6 +248,7 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
                on_layer: Callable[[int, float], None] | None = None) -> Outcome:
     """Distil ``plan.candidate``; ``completed``: curves of completed trials for early stopping;
     ``on_layer(layer, loss)``: progress hook (called before the stopping rule)."""
+    from nas.device import training_precision
     from nas.distill import Diverged, EarlyStop, distill_candidate
 
     if ctx.threads:
@@ -254,6 +256,7 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
 
         torch.set_num_threads(ctx.threads)
     settings = ctx.settings_for(plan.strategy)
+    precision = training_precision(ctx.device, settings.precision)  # here, on the worker that trains
     stopper = CandidateStopper(ctx.early_stop, plan.latency_ms, plan.strategy, completed or []) \
         if ctx.early_stop is not None else None
     losses: list[float] = []
@@ -271,13 +274,14 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
 
     def failed(why: str) -> Outcome:
         return Outcome("failed", layer_losses=losses, layer_seconds=stamps, seconds=time.time() - t0, failure=why,
-                       cpu_seconds=time.process_time() - cpu0)
+                       cpu_seconds=time.process_time() - cpu0, precision=precision)
 
     try:
         result = distill_candidate(plan.candidate, ctx.teacher, settings, on_layer=layer_done)
     except EarlyStop as exc:
         return Outcome("stopped", layer_losses=losses, layer_seconds=stamps, seconds=time.time() - t0,
-                       failure=STOPPED + (str(exc) or "early stopping"), cpu_seconds=time.process_time() - cpu0)
+                       failure=STOPPED + (str(exc) or "early stopping"), cpu_seconds=time.process_time() - cpu0,
+                       precision=precision)
     except Diverged as exc:
         return failed(f"diverged: {exc}")
     except Exception as exc:  # noqa: BLE001 - one bad candidate must not end the search
@@ -301,7 +305,7 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
         layer_losses=[float(x) for x in result.layer_losses] or losses, layer_seconds=stamps,
         seconds=seconds, weights=f"{out_dir.name}/model.safetensors",
         score_name=str(result.score_name), score_data=str(result.score_data), cpu_seconds=cpu_seconds,
-        heldout_data=result.heldout_data,
+        heldout_data=result.heldout_data, precision=precision,
     )
 
 
@@ -332,6 +336,7 @@ def final_record(plan: Plan, outcome: Outcome) -> TrialRecord:
     return dataclasses.replace(
         plan.record, score=outcome.score, scores=dict(outcome.scores), layer_losses=list(outcome.layer_losses),
         seconds=round(outcome.seconds, 3), weights=outcome.weights, failure=outcome.failure,
+        precision=outcome.precision,
     )
 
 

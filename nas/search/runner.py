@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.distill.settings import user_data_of
-from nas.device import check_device, worker_device
+from nas.device import check_device, precision_note, training_precision, worker_device
 from nas.errors import UserError, check_choice
 from nas.records import StudyMeta
 from nas.search.early_stop import EarlyStopRule
@@ -51,6 +51,7 @@ class SearchConfig:
     ray_address: str | None = None
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"  # of the training steps (nas.device.training_precision); the study records it
     teacher: str | None = None
     run_dir: str | None = None
     early_stop: EarlyStopRule | None = field(default_factory=EarlyStopRule)
@@ -127,7 +128,7 @@ def _check(cfg: SearchConfig) -> None:
     if cfg.backend == "ray" and cfg.device.startswith("cuda:"):
         raise UserError(f"--device {cfg.device} with --backend ray: Ray gives each trial its own GPU "
                         f"(--gpus-per-trial); give --device cuda")
-    own_flags = {"device": "--device", "seed": "--seed", "strategy": "--strategy", "objective": "--objective",
+    own_flags = {"device": "--device", "precision": "--precision", "seed": "--seed", "strategy": "--strategy", "objective": "--objective",
                  "score_name": "--score", "corpus": "--corpus", "task_csv": "--task-csv"}
     for k in cfg.distill_options:
         if k in own_flags:
@@ -171,6 +172,9 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
             f"trial takes longer")
     # a Ray driver trains nothing: it may be a CPU-only head sending trials to GPU workers
     check_device(cfg.device, here=not (cfg.backend == "ray" and cfg.ray_address))
+    bf16_note = None if cfg.backend == "ray" and cfg.ray_address else precision_note(cfg.device, cfg.precision)
+    if bf16_note and not cfg.worker_index:  # a Ray driver's own hardware trains nothing
+        log(bf16_note)
     if cfg.device == "cuda" and cfg.backend == "optuna":
         import torch
 
@@ -199,7 +203,8 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
 
     # --score is identified by the study's score_name, and the user's data by its content
     # (StudyMeta.user_data), not as distill options
-    overrides = {**cfg.distill_options, **cfg.data, **({"score_name": cfg.score} if cfg.score else {})}
+    overrides = {**cfg.distill_options, **cfg.data, "precision": cfg.precision,
+                 **({"score_name": cfg.score} if cfg.score else {})}
     ctx = TrialContext(space=space, strategy=cfg.strategy, objective=cfg.objective, profile=profile,
                        teacher=teacher, device=cfg.device, seed=cfg.seed, budget_ms=cfg.latency_budget_ms,
                        early_stop=cfg.early_stop, settings_overrides=overrides, threads=cfg.threads)
@@ -216,6 +221,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
         run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options), user_data=user_data,
+        precision=None if cfg.backend == "ray" and cfg.ray_address else training_precision(cfg.device, cfg.precision),
     )
     study, meta = create_or_check(storage, name, meta)
     ctx.run_dir = Path(meta.run_dir)
@@ -228,12 +234,14 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
 
 def settle_score_meta(study, meta: StudyMeta, outcome) -> StudyMeta:
     """The trainer names its score and the data of its scores (an ``Outcome``); the study records
-    what the first completed trial said."""
+    what the first completed trial said, and its precision when the study's is not known yet."""
     import dataclasses
 
     said = {"score_name": outcome.score_name, "score_data": outcome.score_data,
             "heldout_data": outcome.heldout_data}
     changes = {k: v for k, v in said.items() if v and v != getattr(meta, k)}
+    if meta.precision is None and outcome.precision:  # a Ray driver, or an older study: its first completed trial
+        changes["precision"] = outcome.precision
     if not changes:
         return meta
     meta = dataclasses.replace(meta, **changes)

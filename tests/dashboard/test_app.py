@@ -154,8 +154,9 @@ def test_a_study_on_the_users_data_says_so(tmp_path):
     write_synthetic_study(url, "mine", 5, seed=3)
     study = optuna.load_study(study_name="mine", storage=url)
     mine = "corpus: 1 user file(s), token sha256 0123456789abcdef"
-    dataclasses.replace(data.StudyMeta.from_study(study), user_data=mine).save(study)
-    assert f"Your data: {mine}." in texts(run_app(url), "caption")
+    dataclasses.replace(data.StudyMeta.from_study(study), user_data=mine, precision="bf16").save(study)
+    caption = texts(run_app(url), "caption")
+    assert f"Your data: {mine}." in caption and "(trained in bf16)" in caption  # what the training computed in
 
 
 def test_profile_switch_rescores(study_db):

@@ -27,6 +27,7 @@ def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
     study = load_study(storage)
     meta = StudyMeta.from_study(study)
     assert meta.strategy == "progressive" and meta.latency_profile == "pixel4-cpu-tflite"
+    assert meta.precision == "fp32"  # --precision auto, on a CPU
     assert meta.score_name == "block_fidelity" and "held-out" in meta.score_data  # the default, named by the trainer
     assert meta.score_data in out and meta.heldout_data == meta.score_data  # the objective is a held-out score
     trained = [t for t in study.trials if outcome_of(t) in ("complete", "stopped", "failed")]
@@ -37,6 +38,7 @@ def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
         rec = TrialRecord.from_trial(t)
         assert t.values == [rec.score, rec.latency_ms] and 0 <= rec.score <= 1
         assert rec.teacher_hash == meta.teacher_hash and rec.strategy == "progressive"
+        assert rec.precision == "fp32"  # auto, on a CPU
         assert len(rec.layer_losses) == rec.candidate.num_layers and rec.seconds > 0
         assert math.isclose(sum(rec.latency_breakdown.values()), rec.latency_ms, rel_tol=1e-6)
         assert (Path(meta.run_dir) / rec.weights).exists()
@@ -47,6 +49,12 @@ def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
     # the same command again finds the study complete: nothing is retrained
     again = run_mbnas(*smoke_search(storage, trials=2))
     assert again.returncode == 0, again.stderr[-3000:]
+    assert len(load_study(storage).trials) == len(study.trials)
+    # the same arithmetic asked for by name resumes it; bf16 training would score differently: refused
+    same = run_mbnas(*smoke_search(storage, trials=2), "--precision", "fp32")
+    assert same.returncode == 0, same.stderr[-3000:]
+    other = run_mbnas(*smoke_search(storage, trials=3), "--precision", "bf16")
+    assert other.returncode == 2 and "created with training in fp32 (this run would train in bf16" in other.stderr
     assert len(load_study(storage).trials) == len(study.trials)
 
 

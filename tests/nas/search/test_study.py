@@ -65,6 +65,11 @@ def test_resuming_with_other_settings_is_refused(storage):
         create_or_check(storage, "s", _meta(latency_profile="other"))
     with pytest.raises(UserError, match="--study NEW_NAME"):
         create_or_check(storage, "s", _meta(teacher_hash="def"))
+    # bf16 training scores candidates differently from fp32 (--precision resolved on the device)
+    create_or_check(storage, "p", _meta(precision="fp32"))
+    create_or_check(storage, "p", _meta(precision=None))  # a Ray driver that sees no GPU cannot tell
+    with pytest.raises(UserError, match="created with training in fp32 \\(this run would train in bf16"):
+        create_or_check(storage, "p", _meta(precision="bf16"))
     # --distill-option changes what the scores mean
     with pytest.raises(UserError, match="created with distill_options {}"):
         create_or_check(storage, "s", _meta(distill_options={"lr": 1e-3}))
@@ -329,6 +334,22 @@ def test_each_score_names_its_own_data(storage):
     assert back.data_of("mlm_accuracy") == back.data_of("teacher_kl") == "news held-out"
     old = _meta()
     assert old.heldout_data is None and old.data_of("teacher_kl") == "held-out"
+
+
+def test_a_study_of_unknown_precision_takes_its_first_trained_trials(storage):
+    """A Ray driver that sees no GPU (or an older study) cannot tell what --precision auto trains in:
+    the first completed trial says it, and a later outcome does not overwrite it."""
+    from nas.search.objective import Outcome
+    from nas.search.runner import settle_score_meta
+    from nas.search.study import create_or_check
+
+    study, meta = create_or_check(storage, "r", _meta(precision=None))
+    meta = settle_score_meta(study, meta, Outcome("complete", score=0.6, precision="bf16"))
+    assert StudyMeta.from_study(study).precision == "bf16"
+    meta = settle_score_meta(study, meta, Outcome("complete", score=0.5, precision="fp32"))
+    assert meta.precision == StudyMeta.from_study(study).precision == "bf16"
+    with pytest.raises(UserError, match="created with training in bf16"):
+        create_or_check(storage, "r", _meta(precision="fp32"))
 
 
 def test_a_storage_file_that_is_not_a_database_is_one_line(tmp_path):
