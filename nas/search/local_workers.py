@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -32,14 +33,17 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
     """Run ``argv + [WORKER_FLAG, k]`` for k = 1..jobs-1 while the body runs; wait for them after it.
 
     If the body fails (Ctrl-C, an error), the workers get SIGINT, which marks their running trials
-    interrupted, and are killed if they have not stopped within ``STOP_WAIT_S``.
+    interrupted, and are killed if they have not stopped within ``STOP_WAIT_S``. A SIGTERM to this
+    process reaches them at once (``_relay_sigterm``).
     """
     procs = [subprocess.Popen([*argv, WORKER_FLAG, str(k)]) for k in range(1, jobs)]
+    told: set[int] = set()  # pids already sent SIGINT: a second one could land inside their marking
+    restore = _relay_sigterm(procs, told)
     try:
         yield procs
     except BaseException:
         for p in procs:
-            if p.poll() is None:
+            if p.poll() is None and p.pid not in told:
                 p.send_signal(signal.SIGINT)
         for p in procs:
             try:
@@ -48,7 +52,35 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
                 p.kill()
                 p.wait()  # reaped: a zombie's pid would still look alive to the dead-worker recovery
         raise
+    finally:
+        restore()
     for k, p in enumerate(procs, start=1):
         if p.wait() != 0:
             log(f"worker {k} (pid {p.pid}) exited with status {p.returncode} (its message is above); the "
                 f"study keeps every trial it finished")
+
+
+def _relay_sigterm(procs: list[subprocess.Popen], told: set[int]) -> Callable[[], None]:
+    """While the workers run, pass a SIGTERM to this process on to them (as SIGINT) before this
+    process's own handler runs; returns what undoes it. A terminal's Ctrl-C reaches every process
+    of the group, but ``kill``, ``timeout`` or a scheduler signal only this one: the workers then
+    trained on until this process had marked its own trial interrupted (a storage write that may
+    wait on SQLite's lock), and could complete a trial the user had stopped. A no-op off the main
+    thread, where Python cannot set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def relay(signum, frame):
+        for p in procs:
+            if p.poll() is None and p.pid not in told:
+                told.add(p.pid)
+                p.send_signal(signal.SIGINT)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # the default: end as SIGTERM would have
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, relay)
+    return lambda: signal.signal(signal.SIGTERM, previous)

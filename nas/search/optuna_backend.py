@@ -8,8 +8,11 @@ together stop at ``--trials`` and each one marks trials of dead workers as inter
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from nas.errors import UserError
 from nas.search.objective import (
@@ -29,6 +32,22 @@ def _slot(study, number: int) -> int:
     ask at the same moment agree on it, so exactly the ones within ``--trials`` go on."""
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.number <= number and (t.number == number or counts_toward_budget(t)))
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while a stopping process marks its trial interrupted: a second
+    signal (a terminal's Ctrl-C reaches every ``--jobs`` worker, and the search then stops them
+    too) must not cut that write short and leave the trial RUNNING. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in held.items():
+            signal.signal(s, handler)
 
 
 def run_optuna(prep, log: Callable[[str], None] = print) -> None:
@@ -96,15 +115,16 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
                 liveness.release(trial)
                 why = (str(exc) or "stopped by the user") if isinstance(exc, KeyboardInterrupt) \
                     else f"{type(exc).__name__}: {exc}"
-                for _ in range(3):  # a signal that landed inside a storage write can leave its session unusable
-                    try:
-                        if trial.number not in [t.number for t in study.get_trials(
-                                deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE))]:
-                            trial.set_user_attr("mbnas.failure", f"{INTERRUPTED}{why}")
-                            study.tell(trial, state=TrialState.FAIL)
-                        break
-                    except Exception:
-                        fresh_session(prep.storage)
+                with signals_held():
+                    for _ in range(3):  # a signal that landed inside a storage write can leave its session unusable
+                        try:
+                            if trial.number not in [t.number for t in study.get_trials(
+                                    deepcopy=False, states=(TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE))]:
+                                trial.set_user_attr("mbnas.failure", f"{INTERRUPTED}{why}")
+                                study.tell(trial, state=TrialState.FAIL)
+                            break
+                        except Exception:
+                            fresh_session(prep.storage)
                 raise
             liveness.release(trial)
             finish_trial(study, trial, plan, outcome)

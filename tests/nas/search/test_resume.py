@@ -109,3 +109,44 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     for t in training:
         assert outcome_of(trials[t.number]) == "interrupted"
         assert TrialRecord.from_trial(trials[t.number]).failure.startswith("interrupted: stopped by")
+
+
+def test_a_sigterm_reaches_the_workers_at_once(tmp_path):
+    """``kill`` signals only the search the user started: its workers get SIGINT before its own
+    handler runs (which marks its trial first, a write that may wait on SQLite's lock)."""
+    import sys
+
+    from nas.search.local_workers import _relay_sigterm
+
+    got = tmp_path / "got"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGINT, lambda *a: (open({str(got)!r}, 'w').write('SIGINT'), sys.exit(0)))\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    seen = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(child.poll()))
+    told: set[int] = set()
+    restore = _relay_sigterm([child], told)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert child.wait(timeout=20) == 0 and got.read_text() == "SIGINT"
+        assert seen == [None] and told == {child.pid}  # the worker was told before this process's handler ran
+    finally:
+        restore()
+        signal.signal(signal.SIGTERM, before)
+        if child.poll() is None:
+            child.kill()
+
+
+def test_a_second_signal_does_not_cut_the_marking_short():
+    """While a stopping process marks its trial interrupted, a second Ctrl-C or SIGTERM is held off
+    (a terminal's Ctrl-C reaches every worker, and the search then stops them too)."""
+    from nas.search.optuna_backend import signals_held
+
+    before = signal.getsignal(signal.SIGINT)
+    with signals_held():
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt here
+        os.kill(os.getpid(), signal.SIGTERM)  # nor the end of the process
+        time.sleep(0.1)
+    assert signal.getsignal(signal.SIGINT) is before
