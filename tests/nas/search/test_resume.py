@@ -82,13 +82,17 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     from nas.search.study import WORKER_ATTR
 
     storage = f"sqlite:///{tmp_path / 'term.db'}"
-    longer = ("--distill-option", "layer_steps=80", "--distill-option", "pd_steps=160")  # ~15 s trials
+    # trials of over a minute: a trial seen training must still be training when the signal lands.
+    # With ~15 s trials one was seen complete now and then: this test's snapshot of the study can
+    # take a second or more to read while both processes keep the two cores busy.
+    longer = ("--distill-option", "layer_steps=400", "--distill-option", "pd_steps=800")
     argv = mbnas_argv(*smoke_search(storage, "--jobs", "2", *longer, trials=6))
     proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         training = _training(_wait_for(proc, load_study, storage, lambda ts: len(
             {t.user_attrs.get(WORKER_ATTR, {}).get("pid") for t in _training(ts)} - {None}) == 2,
             "both processes were training a trial"))
+        signalled = time.time()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=90)
     finally:
@@ -107,7 +111,10 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     trials = load_study(storage).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     for t in training:
-        assert outcome_of(trials[t.number]) == "interrupted"
+        done = trials[t.number].datetime_complete
+        assert outcome_of(trials[t.number]) == "interrupted", (
+            f"trial {t.number} started {t.datetime_start}, ended {done}, signal at "
+            f"{time.strftime('%H:%M:%S', time.localtime(signalled))}")
         assert TrialRecord.from_trial(trials[t.number]).failure.startswith("interrupted: stopped by")
 
 
