@@ -32,19 +32,21 @@ def default_threads(jobs: int) -> int:
 def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print) -> Iterator[list[subprocess.Popen]]:
     """Run ``argv + [WORKER_FLAG, k]`` for k = 1..jobs-1 while the body runs; wait for them after it.
 
-    If the body fails (Ctrl-C, an error), the workers get SIGINT, which marks their running trials
+    If the body fails (Ctrl-C, an error), the workers get SIGTERM, which marks their running trials
     interrupted, and are killed if they have not stopped within ``STOP_WAIT_S``. A SIGTERM to this
-    process reaches them at once (``_relay_sigterm``).
+    process reaches them at once (``_relay_sigterm``). SIGTERM, not SIGINT: a process started in
+    the background by a script (``mbnas search --jobs 2 &``) inherits SIGINT ignored, and so do its
+    workers, which then trained on after a stop; ``mbnas`` handles SIGTERM itself.
     """
     procs = [subprocess.Popen([*argv, WORKER_FLAG, str(k)]) for k in range(1, jobs)]
-    told: set[int] = set()  # pids already sent SIGINT: a second one could land inside their marking
+    told: set[int] = set()  # pids already told to stop: a second signal could land inside their marking
     restore = _relay_sigterm(procs, told)
     try:
         yield procs
     except BaseException:
         for p in procs:
             if p.poll() is None and p.pid not in told:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(timeout=STOP_WAIT_S)
@@ -61,8 +63,8 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
 
 
 def _relay_sigterm(procs: list[subprocess.Popen], told: set[int]) -> Callable[[], None]:
-    """While the workers run, pass a SIGTERM to this process on to them (as SIGINT) before this
-    process's own handler runs; returns what undoes it. A terminal's Ctrl-C reaches every process
+    """While the workers run, pass a SIGTERM to this process on to them before this process's own
+    handler runs; returns what undoes it. A terminal's Ctrl-C reaches every process
     of the group, but ``kill``, ``timeout`` or a scheduler signal only this one: the workers then
     trained on until this process had marked its own trial interrupted (a storage write that may
     wait on SQLite's lock), and could complete a trial the user had stopped. A no-op off the main
@@ -75,7 +77,7 @@ def _relay_sigterm(procs: list[subprocess.Popen], told: set[int]) -> Callable[[]
         for p in procs:
             if p.poll() is None and p.pid not in told:
                 told.add(p.pid)
-                p.send_signal(signal.SIGINT)
+                p.send_signal(signal.SIGTERM)
         if callable(previous):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:  # the default: end as SIGTERM would have

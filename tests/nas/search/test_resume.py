@@ -82,12 +82,13 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     from nas.search.study import WORKER_ATTR
 
     storage = f"sqlite:///{tmp_path / 'term.db'}"
-    # trials of over a minute: a trial seen training must still be training when the signal lands.
-    # With ~15 s trials one was seen complete now and then: this test's snapshot of the study can
-    # take a second or more to read while both processes keep the two cores busy.
+    # long trials: one seen training must still be training when the signal lands
     longer = ("--distill-option", "layer_steps=400", "--distill-option", "pd_steps=800")
     argv = mbnas_argv(*smoke_search(storage, "--jobs", "2", *longer, trials=6))
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # started as a script's background job would be (`mbnas search --jobs 2 &`): with SIGINT ignored,
+    # which the search's workers inherit; they were told to stop with SIGINT and trained on
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         training = _training(_wait_for(proc, load_study, storage, lambda ts: len(
             {t.user_attrs.get(WORKER_ATTR, {}).get("pid") for t in _training(ts)} - {None}) == 2,
@@ -119,7 +120,7 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
 
 
 def test_a_sigterm_reaches_the_workers_at_once(tmp_path):
-    """``kill`` signals only the search the user started: its workers get SIGINT before its own
+    """``kill`` signals only the search the user started: its workers get the SIGTERM before its own
     handler runs (which marks its trial first, a write that may wait on SQLite's lock)."""
     import sys
 
@@ -128,7 +129,7 @@ def test_a_sigterm_reaches_the_workers_at_once(tmp_path):
     got = tmp_path / "got"
     child = subprocess.Popen([sys.executable, "-c", (
         "import signal, sys, time\n"
-        f"signal.signal(signal.SIGINT, lambda *a: (open({str(got)!r}, 'w').write('SIGINT'), sys.exit(0)))\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (open({str(got)!r}, 'w').write('SIGTERM'), sys.exit(0)))\n"
         "print('ready', flush=True)\ntime.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     seen = []
@@ -137,7 +138,7 @@ def test_a_sigterm_reaches_the_workers_at_once(tmp_path):
     restore = _relay_sigterm([child], told)
     try:
         os.kill(os.getpid(), signal.SIGTERM)
-        assert child.wait(timeout=20) == 0 and got.read_text() == "SIGINT"
+        assert child.wait(timeout=20) == 0 and got.read_text() == "SIGTERM"
         assert seen == [None] and told == {child.pid}  # the worker was told before this process's handler ran
     finally:
         restore()
