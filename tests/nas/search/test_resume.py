@@ -87,8 +87,9 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     argv = mbnas_argv(*smoke_search(storage, "--jobs", "2", *longer, trials=6))
     # started as a script's background job would be (`mbnas search --jobs 2 &`): with SIGINT ignored,
     # which the search's workers inherit; they were told to stop with SIGINT and trained on
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    # (through sh's trap and exec, not preexec_fn: a fork of this multi-threaded process could deadlock)
+    proc = subprocess.Popen(["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *argv], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         training = _training(_wait_for(proc, load_study, storage, lambda ts: len(
             {t.user_attrs.get(WORKER_ATTR, {}).get("pid") for t in _training(ts)} - {None}) == 2,
