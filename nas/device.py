@@ -13,6 +13,7 @@ from nas.errors import UserError
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 TRAIN_DEVICE_HELP = "cpu, cuda or cuda:N (bf16 autocast on GPUs of compute capability 8.0+, fp32 elsewhere)"
+CANDIDATE_DEVICE_HELP = "cpu, cuda or cuda:N (in bf16 or fp32: see --precision)"
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_HELP = ("arithmetic of the training steps (scores are always computed in fp32): auto (default): bf16 "
                   "autocast on GPUs of compute capability 8.0+, fp32 elsewhere; bf16: bf16 autocast on a CPU too "

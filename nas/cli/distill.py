@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import positive_int, seed
-from nas.device import PRECISION_HELP, PRECISIONS, TRAIN_DEVICE_HELP
+from nas.device import CANDIDATE_DEVICE_HELP, PRECISION_HELP, PRECISIONS
 from nas.files import check_output_folder, refuse_nonempty
 
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pd-steps", type=int, help="pre-training distillation steps")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
+    p.add_argument("--device", default="cpu", help=CANDIDATE_DEVICE_HELP)
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     add_corpus(p, "the transfer batches and the held-out scores")

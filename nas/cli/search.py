@@ -8,7 +8,7 @@ import sys
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import factor, positive_float, seed
-from nas.device import PRECISION_HELP, PRECISIONS, TRAIN_DEVICE_HELP
+from nas.device import CANDIDATE_DEVICE_HELP, PRECISION_HELP, PRECISIONS
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Ray: GPUs per trial (default 1 with --device cuda, else 0)")
     p.add_argument("--seed", type=seed, default=0, help="sampler and training seed (default 0)")
     p.add_argument("--device", default="cpu",
-                   help=f"where candidates are trained: {TRAIN_DEVICE_HELP}; with --jobs N and cuda, worker k "
+                   help=f"where candidates are trained: {CANDIDATE_DEVICE_HELP}; with --jobs N and cuda, worker k "
                         f"trains on GPU k mod the GPU count")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help=PRECISION_HELP.replace("(scores", "(the study records it; scores"))

@@ -132,7 +132,8 @@ def _check(cfg: SearchConfig) -> None:
                  "score_name": "--score", "corpus": "--corpus", "task_csv": "--task-csv"}
     for k in cfg.distill_options:
         if k in own_flags:
-            raise UserError(f"--distill-option {k}: set it with {own_flags[k]}, which the study records")
+            recorded = "" if k == "device" else ", which the study records"  # a study may train on several devices
+            raise UserError(f"--distill-option {k}: set it with {own_flags[k]}{recorded}")
         if k not in DISTILL_OPTIONS:
             raise UserError(f"--distill-option {k}: not a distillation setting one can change; known: "
                             f"{', '.join(DISTILL_OPTIONS)}")

@@ -304,8 +304,8 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
         # in block_fidelity between two seeds, more than many candidates differ
         diffs.append(f"seed {old.seed} (now {meta.seed}; the seed also seeds every candidate's training)")
     if old.precision and meta.precision and old.precision != meta.precision:  # None: not known (yet)
-        diffs.append(f"training in {old.precision} (this run would train in {meta.precision}: --precision and "
-                     f"the device decide it, and bf16 and fp32 training score candidates differently)")
+        diffs.append(f"training in {old.precision} (this run would train in {meta.precision}; give --precision "
+                     f"{old.precision} to resume it: bf16 and fp32 training score candidates differently)")
     if old.latency_profile_hash and old.latency_profile_hash != meta.latency_profile_hash:  # None: an older study
         diffs.append(f"latency profile {old.latency_profile!r} of content {old.latency_profile_hash} (now "
                      f"{meta.latency_profile_hash}: the profile changed since)")

@@ -54,7 +54,8 @@ def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
     same = run_mbnas(*smoke_search(storage, trials=2), "--precision", "fp32")
     assert same.returncode == 0, same.stderr[-3000:]
     other = run_mbnas(*smoke_search(storage, trials=3), "--precision", "bf16")
-    assert other.returncode == 2 and "created with training in fp32 (this run would train in bf16" in other.stderr
+    assert other.returncode == 2 and "created with training in fp32 (this run would train in bf16; give --precision " \
+        "fp32 to resume it" in other.stderr
     assert len(load_study(storage).trials) == len(study.trials)
 
 
