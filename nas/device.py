@@ -58,7 +58,11 @@ def cpu_bf16_native() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _gpu_bf16_native(device: str) -> bool:
+def bf16_native(device: str) -> bool:
+    """Whether ``device`` computes in bf16 in hardware: a CUDA GPU of compute capability 8.0+ (A100,
+    H100, ...), or a CPU with bf16 matrix instructions (``cpu_bf16_native``)."""
+    if not device.startswith("cuda"):
+        return cpu_bf16_native()
     import torch
 
     return torch.cuda.get_device_capability(torch.device(device))[0] >= 8
@@ -73,12 +77,12 @@ def training_precision(device: str, precision: str = "auto") -> str:
     is native: bf16 moves the scores a little (README 'Precision'), so there it is the user's choice."""
     if precision != "auto":
         return precision
-    return "bf16" if device.startswith("cuda") and _gpu_bf16_native(device) else "fp32"
+    return "bf16" if device.startswith("cuda") and bf16_native(device) else "fp32"
 
 
 def precision_note(device: str, precision: str) -> str | None:
     """A line for ``--precision bf16`` on hardware without bf16 arithmetic (it runs, only slower)."""
-    if precision != "bf16" or (_gpu_bf16_native(device) if device.startswith("cuda") else cpu_bf16_native()):
+    if precision != "bf16" or bf16_native(device):
         return None
     what = ("this GPU (compute capability below 8.0)" if device.startswith("cuda")
             else "this CPU (no avx512_bf16 or amx_bf16 among its flags)")

@@ -113,7 +113,8 @@ def cmd_search(args) -> int:
     if args.no_early_stop and args.early_stop_factor is not None:
         from nas.errors import UserError
 
-        raise UserError("--early-stop-factor with --no-early-stop: there is no early stopping to tune; give one of them")
+        raise UserError("--early-stop-factor with --no-early-stop: there is no early stopping to tune; give one of "
+                        "them")
     threads, worker_argv = args.threads, None
     if args.jobs > 1:
         threads = threads or default_threads(args.jobs)

@@ -44,9 +44,7 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
     try:
         yield procs
     except BaseException:
-        for p in procs:
-            if p.poll() is None and p.pid not in told:
-                p.send_signal(signal.SIGTERM)
+        _tell_to_stop(procs, told)
         for p in procs:
             try:
                 p.wait(timeout=STOP_WAIT_S)
@@ -74,10 +72,7 @@ def _relay_sigterm(procs: list[subprocess.Popen], told: set[int]) -> Callable[[]
     previous = signal.getsignal(signal.SIGTERM)
 
     def relay(signum, frame):
-        for p in procs:
-            if p.poll() is None and p.pid not in told:
-                told.add(p.pid)
-                p.send_signal(signal.SIGTERM)
+        _tell_to_stop(procs, told)
         if callable(previous):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:  # the default: end as SIGTERM would have
@@ -86,3 +81,11 @@ def _relay_sigterm(procs: list[subprocess.Popen], told: set[int]) -> Callable[[]
 
     signal.signal(signal.SIGTERM, relay)
     return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _tell_to_stop(procs: list[subprocess.Popen], told: set[int]) -> None:
+    """SIGTERM to each worker still running that was not told already (``told``: their pids)."""
+    for p in procs:
+        if p.poll() is None and p.pid not in told:
+            told.add(p.pid)
+            p.send_signal(signal.SIGTERM)

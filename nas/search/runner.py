@@ -128,7 +128,8 @@ def _check(cfg: SearchConfig) -> None:
     if cfg.backend == "ray" and cfg.device.startswith("cuda:"):
         raise UserError(f"--device {cfg.device} with --backend ray: Ray gives each trial its own GPU "
                         f"(--gpus-per-trial); give --device cuda")
-    own_flags = {"device": "--device", "precision": "--precision", "seed": "--seed", "strategy": "--strategy", "objective": "--objective",
+    own_flags = {"device": "--device", "precision": "--precision", "seed": "--seed", "strategy": "--strategy",
+                 "objective": "--objective",
                  "score_name": "--score", "corpus": "--corpus", "task_csv": "--task-csv"}
     for k in cfg.distill_options:
         if k in own_flags:
@@ -171,10 +172,12 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     elif cfg.jobs > (os.cpu_count() or 1) and not cfg.worker_index:
         log(f"note: --jobs {cfg.jobs} on {os.cpu_count()} CPUs: the workers share cores, one thread each, so each "
             f"trial takes longer")
-    # a Ray driver trains nothing: it may be a CPU-only head sending trials to GPU workers
-    check_device(cfg.device, here=not (cfg.backend == "ray" and cfg.ray_address))
-    bf16_note = None if cfg.backend == "ray" and cfg.ray_address else precision_note(cfg.device, cfg.precision)
-    if bf16_note and not cfg.worker_index:  # a Ray driver's own hardware trains nothing
+    # a driver of a Ray cluster trains nothing: it may be a CPU-only head sending trials to GPU
+    # workers, so its own device says nothing about theirs (nor about their precision)
+    remote = cfg.backend == "ray" and bool(cfg.ray_address)
+    check_device(cfg.device, here=not remote)
+    bf16_note = None if remote else precision_note(cfg.device, cfg.precision)
+    if bf16_note and not cfg.worker_index:
         log(bf16_note)
     if cfg.device == "cuda" and cfg.backend == "optuna":
         import torch
@@ -222,7 +225,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
         run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options), user_data=user_data,
-        precision=None if cfg.backend == "ray" and cfg.ray_address else training_precision(cfg.device, cfg.precision),
+        precision=None if remote else training_precision(cfg.device, cfg.precision),
     )
     study, meta = create_or_check(storage, name, meta)
     ctx.run_dir = Path(meta.run_dir)
