@@ -92,6 +92,10 @@ def test_validate_builtin_ok(mbnas):
     (["search", "--space", "smoke", "--device", "cuda:1"], "--device cuda:1: no CUDA device is visible"),
     (["search", "--space", "smoke", "--backend", "ray", "--device", "cuda:1"], "Ray gives each trial its own GPU"),
     (["search", "--space", "smoke", "--distill-option", "device=cuda"], "--distill-option device: set it with"),
+    (["search", "--space", "smoke", "--distill-option", "precision=bf16"],
+     "--distill-option precision: set it with --precision, which the study records"),
+    (["distill", "--space", "smoke", "--arch", "a.json", "--precision", "fp16"],
+     "argument --precision: invalid choice: 'fp16'"),
 ])
 def test_devices_torch_cannot_use_are_one_line(mbnas, args, msg):
     """Checked before anything loads: a typo or a missing GPU is not a torch traceback after minutes."""
