@@ -23,7 +23,10 @@ DIRECTIONS = ("maximize", "minimize")
 # What each score a study can maximise means (all "higher is better"); README "Scores" says more.
 SCORE_MEANINGS = {
     "block_fidelity": "correlation of each block's update of the feature map with the teacher block's, "
-                      "given the teacher's input to the block",
+                      "given the teacher's input to the block, its output rescaled per token to the teacher's",
+    "block_fidelity_raw": "block_fidelity without the rescaling (mbnas 0.2.0's default: reads each token's scale)",
+    "heldout_transfer": "minus the layer-wise feature-map transfer loss on held-out text, mean over blocks",
+    "hybrid_likelihood": "exp(-cross-entropy) of masked tokens with one student block in the teacher, mean over blocks",
     "mlm_accuracy": "top-1 accuracy of masked tokens",
     "mlm_likelihood": "exp(-cross-entropy) of masked tokens",
     "teacher_fidelity": "exp(-KL(teacher || student)) at masked positions",
@@ -33,8 +36,27 @@ SCORE_MEANINGS = {
 
 
 def describe_score(name: str) -> str:
-    """``name (what it means)``, or just ``name`` for a score this version does not know."""
-    return f"{name} ({SCORE_MEANINGS[name]})" if name in SCORE_MEANINGS else name
+    """``name (what it means; how well it ranks like the ground truth)``, or just ``name`` for a score
+    this version does not know."""
+    return f"{name} ({SCORE_MEANINGS[name]}; {score_validity(name)})" if name in SCORE_MEANINGS else name
+
+
+def score_validity(name: str) -> str:
+    """How well ``name`` ranked demo candidates like the ground truth (``nas/assets/score_validity.json``,
+    written by benchmarks/proxy_validity.py once its measurement is complete), in words."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parent / "assets" / "score_validity.json"
+    if name == "downstream_accuracy":
+        return "measured on the task itself"
+    try:
+        v = json.loads(path.read_text())
+        tau = v["kendall_tau"][name]
+    except (OSError, ValueError, KeyError):
+        return "not yet validated against a ground truth: README 'Scores'"
+    return (f"Kendall tau {tau:.2f} against the {v['space']} space's ground truth over {v['n_candidates']} "
+            f"candidates, {v['source']}")
 _PREFIX = "mbnas."
 # The whole StudyMeta in one attribute: one storage write, so a worker that opens the study while
 # another creates it sees all of the settings or none (one attribute per field let a second worker
@@ -124,6 +146,8 @@ class StudyMeta:
     the device of the machine that made the study (``auto`` is bf16 on some GPUs only), so one
     study never mixes the two. None: not known yet (a Ray driver that sees no GPU, older studies);
     then the first completed trial sets it (``settle_score_meta``).
+    recipe: ``nas.distill.settings.RECIPE_VERSION`` of the training recipe its candidates were trained
+    with (None: a study made by mbnas 0.2.0 or earlier, recipe 1); a resume across it is refused.
     """
 
     space: dict[str, Any]
@@ -143,6 +167,7 @@ class StudyMeta:
     heldout_data: str | None = None
     latency_profile_hash: str | None = None
     precision: str | None = None
+    recipe: int | None = None
 
     def data_of(self, score: str) -> str:
         """The data ``score`` (a key of a trial's scores) was measured on."""

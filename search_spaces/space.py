@@ -30,7 +30,7 @@ A space file is YAML (``yaml.safe_load`` only)::
       mha_ffn_ratio: {min: 0.1, max: 1.5}   # window on the *realised* ratio
       max_params_m: 10.0
     budget:                 # optional: how much training each candidate and the teacher get
-      distill: {layer_steps: 60, pd_steps: 150, batch_size: 32, transfer_batches: 64, eval_batches: 20}
+      distill: {layer_steps: 60, pd_steps: 150, batch_size: 32, eval_batches: 20}
       teacher: {steps: 5000, batch_size: 64, lr: 0.003, warmup: 200}
 
 The budget belongs to the file, not to the space's name: a copy of a built-in space trains as the
@@ -66,7 +66,7 @@ TOP_FIELDS = ("name", "description", "fixed", "teacher", "search", "ffn_multiple
 # budget.teacher: the TeacherRecipe fields (nas.teacher) of the teacher's pre-training
 DISTILL_BUDGET_INTS = ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches",
                        "downstream_steps", "downstream_eval")
-DISTILL_BUDGET_RATES = ("lr", "downstream_lr")
+DISTILL_BUDGET_RATES = ("lr", "downstream_lr", "warmup")
 TEACHER_BUDGET_INTS = ("steps", "batch_size", "warmup", "eval_batches")
 TEACHER_BUDGET_RATES = ("lr", "weight_decay")
 CONSTRAINT_FIELDS = ("mha_ffn_ratio", "max_params_m", "max_gflops")
@@ -354,7 +354,7 @@ def _budget(source: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         for k, v in given.items():
             where = f"budget.{part}.{k}"
             if k in ints:
-                checked[k] = _int(source, where, v, low=0 if k in ("pd_steps", "warmup") else 1)
+                checked[k] = _int(source, where, v, low=0 if k in ("pd_steps", "warmup", "transfer_batches") else 1)
             else:
                 checked[k] = _num(source, where, v)
                 if checked[k] < 0 or (k.endswith("lr") and checked[k] == 0):

@@ -14,7 +14,7 @@ from nas.files import check_output_folder, refuse_nonempty
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.distill.settings import SCORES, STRATEGIES
+    from nas.distill.settings import LAYERWISE_RELEASES, SCORES, STRATEGIES
 
     p = sub.add_parser("distill", help="train one candidate from the fixed teacher and score it")
     p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", type=Path, help="teacher folder (default: the space's cached or shipped teacher)")
     p.add_argument("--layer-steps", type=int, help="steps per layer of the layer-wise stage")
     p.add_argument("--pd-steps", type=int, help="pre-training distillation steps")
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate of every stage (warm-up, then linear decay)")
+    p.add_argument("--layerwise-release", choices=LAYERWISE_RELEASES,
+                   help="progressive: follow the TF1 (default) or TF2 release's layer-wise schedule (README 'Strategies')")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="cpu", help=CANDIDATE_DEVICE_HELP)
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help=PRECISION_HELP)
@@ -75,7 +77,8 @@ def cmd_distill(args) -> int:
               f"same, but a search of this space would not propose it", file=sys.stderr)
     teacher = load_teacher(space, device=args.device, path=args.teacher)
     over = {k: v for k, v in {"layer_steps": args.layer_steps, "pd_steps": args.pd_steps, "lr": args.lr,
-                              "score_name": args.score}.items() if v is not None}
+                              "score_name": args.score, "layerwise_release": args.layerwise_release}.items()
+            if v is not None}
     settings = DistillSettings.for_space(space, strategy=args.strategy, objective=args.objective,
                                          device=args.device, seed=args.seed, precision=args.precision, **over,
                                          **data_settings(args))

@@ -65,7 +65,8 @@ def cmd_show(args) -> int:
     d, r = DistillSettings.for_space(space), recipe_for(space)
     given = lambda part: "from the file" if part else "defaults: the file has no budget"  # noqa: E731
     print(f"budget per candidate ({given(space.distill_budget)}): {d.layer_steps} steps per layer, {d.pd_steps} "
-          f"distillation steps, batch {d.batch_size}, lr {d.lr:g}, {d.transfer_batches} transfer batches, "
+          f"distillation steps, batch {d.batch_size}, peak lr {d.lr:g} (warm-up {d.warmup:.0%} of each stage, then "
+          f"linear decay), {'a fresh transfer batch every step' if not d.transfer_batches else f'{d.transfer_batches} fixed transfer batches'}, "
           f"{d.eval_batches} held-out batches; downstream: {d.downstream_steps} fine-tune steps, "
           f"{d.downstream_eval} dev sentences")
     print(f"teacher pre-training ({given(space.teacher_budget)}): {r.steps} steps x batch {r.batch_size}, lr "

@@ -29,7 +29,7 @@ def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[flo
     ``Diverged``, as pre-training does: argmax over NaN logits is class 0, a fake accuracy."""
     from transformers import MobileBertForSequenceClassification
 
-    from nas.distill.train import Diverged, _Stage
+    from nas.distill.stage import Diverged, Stage
 
     data, train, dev = _encoded(c.seq_len, csv_path)
     cfg = copy.deepcopy(student.config)
@@ -37,7 +37,8 @@ def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[flo
     clf = MobileBertForSequenceClassification(cfg)
     clf.mobilebert.load_state_dict(student.mobilebert.state_dict(), strict=False)  # pooler stays fresh
     clf.to(s.device).train()
-    stage = _Stage([{"params": list(clf.parameters()), "weight_decay": 0.01}], s.downstream_lr)
+    stage = Stage([{"params": list(clf.parameters()), "weight_decay": 0.01}], s.downstream_lr, s.downstream_steps,
+                  s.warmup)
     rng = np.random.default_rng(s.seed)
     for _ in range(s.downstream_steps):
         idx = torch.from_numpy(rng.integers(0, len(train), s.batch_size))

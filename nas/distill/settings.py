@@ -14,6 +14,18 @@ from nas.records import SCORE_MEANINGS
 # theseus: BERT-of-Theseus with the linear curriculum p = min(1, k*t + b); theseus-constant: p fixed
 # none: the same student trained with masked-LM only, from scratch: the no-teacher baseline
 STRATEGIES = ("progressive", "joint", "auxiliary", "theseus", "theseus-constant", "none")
+# Which release's layer-wise schedule progressive transfer follows (README "Strategies"):
+# tf1: google-research mobilebert (run_pretraining.py): embeddings frozen, earlier layers at
+#   earlier_lr_scale x lr, one optimiser whose state carries across layer phases, a warm-up per phase;
+# tf2: tensorflow/models official/projects/mobilebert: embeddings and earlier layers at the full
+#   rate, a new optimiser per layer phase.
+LAYERWISE_RELEASES = ("tf1", "tf2")
+# The training recipe's version: part of a study's identity (a resume across it is refused).
+# 1: mbnas <= 0.2.0: 64 fixed transfer batches cycled, constant lr, Theseus training every parameter
+#    from random successors, the no-teacher baseline without inherited embeddings.
+# 2: mbnas 0.3.0: fresh batches every step, warm-up + linear decay per stage, Theseus as published.
+RECIPE_VERSION = 2
+RECIPE_MADE_BY = {1: "mbnas 0.2.0 or earlier", 2: "mbnas 0.3.0"}
 OBJECTIVES = ("mlm", "downstream")
 # Task-agnostic scores a search can maximise (all "higher is better"): nas.records.SCORE_MEANINGS, README
 # "Scores". The default is the one that, measured, best separates candidates of different capacity
@@ -44,13 +56,18 @@ class DistillSettings:
         L * layer_steps steps on all layers; auxiliary and theseus: folded into one stage of the
         same length; none: MLM steps). pd_steps: pre-training distillation (or final fine-tune) steps.
         Every strategy thus takes L * layer_steps + pd_steps optimiser steps: the same budget.
-    batch_size, lr: student optimiser (AdamW, constant lr as released; no warm-up).
+    batch_size, lr: student optimiser (AdamW; lr is the peak of every stage's schedule, see
+        ``warmup``; chosen by a sweep on the demo space, benchmarks/results/recipe.md).
     earlier_lr_scale: progressive only: lr factor for layers already transferred (0 = frozen).
     alpha, temperature: pre-training distillation: alpha * hard-label CE + (1 - alpha) * T^2 * KL.
     theseus_b, theseus_k: curriculum p = min(1, k * t + b); k is scaled so p reaches 1 at 90% of
-        the replacing stage (released b = 0.1, k = 0.0006 reach 1 after 1,500 steps);
-        theseus_p: the constant replacement probability (released alternative: 0.7).
-    transfer_batches: fixed batches whose teacher outputs are computed once and shared.
+        the replacing stage (current README: b = 0.3, k = 0.0006 reach 1 after 1,167 steps);
+        theseus_p: the constant replacement probability (current README: 0.5).
+    warmup: share of each stage's (each layer phase's) steps spent warming the rate up linearly
+        from 0; the rest decays it linearly towards 0 at the stage's end.
+    layerwise_release: progressive only: ``LAYERWISE_RELEASES`` (tf1 or tf2).
+    transfer_batches: 0 (default): a fresh masked batch every step (``TransferStream``); N > 0: N
+        fixed batches cycled (recipe 1, kept for comparison).
     eval_batches: held-out batches (32 sequences each) of the task-agnostic score.
     downstream_steps / downstream_eval: the short fine-tune of the downstream objective.
     score_name: which score is the search objective for ``objective='mlm'``.
@@ -67,14 +84,16 @@ class DistillSettings:
     layer_steps: int = 100
     pd_steps: int = 300
     batch_size: int = 32
-    lr: float = 1.5e-3
+    lr: float = 5e-4
     earlier_lr_scale: float = 0.1
     alpha: float = 0.5
     temperature: float = 1.0
     weights: TransferWeights = TransferWeights()
-    theseus_b: float = 0.1
-    theseus_p: float = 0.7
-    transfer_batches: int = 64
+    theseus_b: float = 0.3
+    theseus_p: float = 0.5
+    warmup: float = 0.1
+    layerwise_release: str = "tf1"
+    transfer_batches: int = 0
     eval_batches: int = 20
     downstream_steps: int = 300
     downstream_lr: float = 1e-3
@@ -97,15 +116,16 @@ class DistillSettings:
         check_choice("objective", self.objective, OBJECTIVES)
         check_choice("score", self.score_name, SCORES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("layerwise_release", self.layerwise_release, LAYERWISE_RELEASES)
         for f in ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches"):
-            if getattr(self, f) < 0 or (f != "pd_steps" and getattr(self, f) == 0):
+            if getattr(self, f) < 0 or (f not in ("pd_steps", "transfer_batches") and getattr(self, f) == 0):
                 raise UserError(f"distill setting '{f}' must be positive, got {getattr(self, f)}")
         # ranges: each of these was accepted and trained something other than asked (a negative
         # alpha weight, no fine-tune at all) or diverged in every trial (temperature 0)
         checks = (("lr", self.lr, 0, None, False), ("downstream_lr", self.downstream_lr, 0, None, False),
                   ("temperature", self.temperature, 0, None, False), ("alpha", self.alpha, 0, 1, True),
                   ("theseus_p", self.theseus_p, 0, 1, True), ("theseus_b", self.theseus_b, 0, 1, True),
-                  ("earlier_lr_scale", self.earlier_lr_scale, 0, None, True),
+                  ("earlier_lr_scale", self.earlier_lr_scale, 0, None, True), ("warmup", self.warmup, 0, 1, True),
                   ("downstream_steps", self.downstream_steps, 1, None, True),
                   ("downstream_eval", self.downstream_eval, 1, None, True))
         for name, v, low, high, closed in checks:
@@ -134,10 +154,11 @@ class DistillSettings:
         return cls(**{**space.distill_budget, **overrides})
 
 
-# What --distill-option may change: the numeric knobs. The rest has a flag the study records
-# (--seed, --strategy, --score, --corpus, ...) or is not a number to type (the loss weights).
+# What --distill-option may change: the numeric knobs and the progressive schedule's release. The
+# rest has a flag the study records (--seed, --strategy, --score, --corpus, ...) or is not a value to
+# type (the loss weights).
 DISTILL_OPTIONS = tuple(f.name for f in dataclasses.fields(DistillSettings) if f.type in ("int", "float")
-                        and f.name != "seed")
+                        and f.name != "seed") + ("layerwise_release",)
 
 
 def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, str | None]:

@@ -1,8 +1,9 @@
 """Train one candidate from the fixed teacher and score it: ``distill_candidate``.
 
 Call order: ``teacher_cache`` (once per search) -> ``init_student`` (embeddings and MLM head copied
-from the teacher, except for the no-teacher baseline) -> the strategy's stages -> ``evaluate_mlm``
-on the fixed held-out batches -> optionally a short downstream fine-tune.
+from the teacher, for every strategy) -> the strategy's stages, each with its own warm-up and decay,
+step t reading fresh transfer batch t -> ``evaluate_mlm`` on the fixed held-out batches ->
+optionally a short downstream fine-tune.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from nas.candidate import Candidate
 from nas.device import autocast_for, training_precision
 from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings
+from nas.distill.stage import Diverged, Stage
 from nas.distill.teacher_cache import TeacherCache, teacher_cache
 from nas.mlm import evaluate_mlm, masked_logits
+from nas.proxies import evaluate_proxies
 from nas.records import data_of
 
 LayerCallback = Callable[[int, float], None]
@@ -29,10 +32,6 @@ LayerCallback = Callable[[int, float], None]
 
 class EarlyStop(Exception):
     """Raised by an ``on_layer`` callback to stop a hopeless candidate; the message says why."""
-
-
-class Diverged(Exception):
-    """Training produced a non-finite loss; the message says where."""
 
 
 @dataclass
@@ -135,29 +134,6 @@ def _forward_upto(model, input_ids: torch.Tensor, upto: int) -> list[torch.Tenso
             d.p = p
 
 
-def _check(loss: torch.Tensor, where: str) -> None:
-    if not torch.isfinite(loss):
-        raise Diverged(f"loss became {loss.item()} during {where}")
-
-
-class _Stage:
-    """An optimiser over parameter groups, stepping with clipping and a finite-loss check."""
-
-    def __init__(self, groups: list[dict], lr: float) -> None:
-        self.params = [p for g in groups for p in g["params"]]
-        # fused: one kernel over all parameters instead of a dozen small ops per tensor (the student
-        # has ~150 tensors; the per-tensor loop was ~8% of a pre-training-distillation step on CPU)
-        self.opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, fused=True)
-
-    def step(self, loss: torch.Tensor, where: str) -> float:
-        _check(loss, where)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
-        return loss.item()
-
-
 def _layer_loss(student, cache: TeacherCache, i: int, layer: int, outs: list[torch.Tensor], s) -> torch.Tensor:
     """Feature-map + attention transfer of one layer on transfer batch i."""
     hidden, attn = cache.outputs[i]
@@ -186,25 +162,38 @@ def _tail_mean(values: list[float], frac: float = 0.2) -> float:
     return float(sum(values[-n:]) / n)
 
 
+def _stage(params, s, steps: int) -> Stage:
+    return Stage([{"params": list(params)}], s.lr, steps, s.warmup)
+
+
 # ------------------------------------------------------------------------------------------------
-# strategies: each returns per-layer transfer losses
+# strategies: each returns per-layer transfer losses; step t of a candidate reads transfer batch t
 def _progressive(student, teacher, cache, s, on_layer, device) -> list[float]:
+    """One layer at a time (``s.layerwise_release``, README "Strategies"). tf1: embeddings frozen,
+    one optimiser over the blocks whose state carries across phases, earlier layers at
+    ``earlier_lr_scale`` x lr; tf2: embeddings and earlier layers at the full rate, a new optimiser
+    per phase. Each phase has its own warm-up and decay."""
     layers, losses = _blocks(student), []
     emb = list(student.mobilebert.embeddings.parameters())
-    n = len(cache.transfer)
+    tf1 = s.layerwise_release == "tf1"
+    stage = Stage([{"params": list(layer.parameters())} for layer in layers], s.lr, s.layer_steps,
+                   s.warmup) if tf1 else None
+    for p in emb:
+        p.requires_grad_(not tf1)
     step = 0
     for l in range(len(layers)):
-        earlier = emb + [p for j in range(l) for p in layers[j].parameters()]
-        groups = [{"params": list(layers[l].parameters()), "lr": s.lr}]
-        for p in earlier:
-            p.requires_grad_(s.earlier_lr_scale > 0)
-        if s.earlier_lr_scale > 0:
-            groups.append({"params": earlier, "lr": s.lr * s.earlier_lr_scale})
-        stage, hist = _Stage(groups, s.lr), []
+        if tf1:
+            scale = s.earlier_lr_scale
+            stage.phase([s.lr * scale] * l + [s.lr] + [0.0] * (len(layers) - l - 1), s.layer_steps)
+            for j in range(l):
+                for p in layers[j].parameters():
+                    p.requires_grad_(scale > 0)
+        else:
+            stage = _stage(emb + [p for j in range(l + 1) for p in layers[j].parameters()], s, s.layer_steps)
+        hist = []
         for _ in range(s.layer_steps):
-            i = step % n
-            outs = _forward_upto(student, cache.transfer[i].input_ids.to(device), l)
-            hist.append(stage.step(_layer_loss(student, cache, i, l, outs, s), f"layer {l} transfer"))
+            outs = _forward_upto(student, cache.transfer[step].input_ids.to(device), l)
+            hist.append(stage.step(_layer_loss(student, cache, step, l, outs, s), f"layer {l} transfer"))
             step += 1
         losses.append(_tail_mean(hist))
         if on_layer:
@@ -216,16 +205,15 @@ def _progressive(student, teacher, cache, s, on_layer, device) -> list[float]:
 
 def _joint_layerwise(student, cache, s, device, steps: int, with_kd=None) -> list[float]:
     """All layers' transfer losses summed (joint), plus the distillation loss when ``with_kd``."""
-    L, n = len(_blocks(student)), len(cache.transfer)
-    stage = _Stage([{"params": list(student.parameters())}], s.lr)
+    L = len(_blocks(student))
+    stage = _stage(student.parameters(), s, steps)
     hist: list[list[float]] = [[] for _ in range(L)]
     for step in range(steps):
-        i = step % n
-        outs = _forward_upto(student, cache.transfer[i].input_ids.to(device), L - 1)
-        per = [_layer_loss(student, cache, i, l, outs, s) for l in range(L)]
+        outs = _forward_upto(student, cache.transfer[step].input_ids.to(device), L - 1)
+        per = [_layer_loss(student, cache, step, l, outs, s) for l in range(L)]
         loss = sum(per)
         if with_kd is not None:
-            loss = loss + with_kd(i)
+            loss = loss + with_kd(step)
         stage.step(loss, "joint layer-wise transfer" if with_kd is None else "auxiliary transfer")
         for l in range(L):
             hist[l].append(per[l].item())
@@ -234,28 +222,49 @@ def _joint_layerwise(student, cache, s, device, steps: int, with_kd=None) -> lis
 
 def _pd(student, teacher, cache, s, device, steps: int, offset: int = 0) -> None:
     """Pre-training distillation: hard labels + teacher logits at masked positions, all parameters."""
-    stage, n = _Stage([{"params": list(student.parameters())}], s.lr), len(cache.transfer)
-    for step in range(steps):
-        stage.step(_kd_step_loss(student, teacher, cache, (offset + step) % n, s, device), "pre-training distillation")
+    stage = _stage(student.parameters(), s, steps)
+    for step in range(offset, offset + steps):
+        stage.step(_kd_step_loss(student, teacher, cache, step, s, device), "pre-training distillation")
 
 
-def _mlm_only(student, cache, s, device, steps: int, where: str, offset: int = 0) -> None:
-    stage, n = _Stage([{"params": list(student.parameters())}], s.lr), len(cache.transfer)
-    for step in range(steps):
-        stage.step(_mlm_step_loss(student, cache, (offset + step) % n, device), where)
+def _mlm_only(student, cache, s, device, steps: int, where: str, offset: int = 0, params=None) -> None:
+    stage = _stage(student.parameters() if params is None else params, s, steps)
+    for step in range(offset, offset + steps):
+        stage.step(_mlm_step_loss(student, cache, step, device), where)
+
+
+def copy_predecessors(student, teacher) -> tuple[int, int]:
+    """Start each successor block from its predecessor (the teacher block it replaces) where shapes
+    allow, as the reference does (``deepcopy`` of the predecessor layers): every tensor of teacher
+    block j whose name and shape match student block j's is copied. Returns (copied, total) tensors:
+    a student narrower than the teacher shares only its inter-block-width tensors with it."""
+    copied = total = 0
+    with torch.no_grad():
+        for t_layer, s_layer in zip(_blocks(teacher.model), _blocks(student)):
+            t_state = t_layer.state_dict()
+            for name, v in s_layer.state_dict().items():
+                total += 1
+                if name in t_state and t_state[name].shape == v.shape:
+                    v.copy_(t_state[name])
+                    copied += 1
+    return copied, total
 
 
 def _theseus(student, teacher, cache, s, device, steps: int, constant: bool) -> None:
-    """BERT-of-Theseus: each teacher block is replaced by the student block with probability p;
-    teacher blocks stay frozen; task loss only (masked-LM)."""
+    """BERT-of-Theseus (JetRunner/BERT-of-Theseus): each teacher block (predecessor) is replaced by
+    the student block (successor) with probability p; only the successors are optimised
+    (predecessors, embeddings and MLM head frozen); task loss only (masked-LM)."""
     t_layers, s_layers = _blocks(teacher.model), _blocks(student)
     b0 = s.theseus_b
     k = (1.0 - b0) / max(1.0, 0.9 * steps)  # p reaches 1 at 90% of the stage
     gen = torch.Generator().manual_seed(s.seed)
-    stage, n = _Stage([{"params": list(student.parameters())}], s.lr), len(cache.transfer)
+    stage = _stage(s_layers.parameters(), s, steps)
     for step in range(steps):
         p = s.theseus_p if constant else min(1.0, k * step + b0)
         use_student = (torch.rand(len(s_layers), generator=gen) < p).tolist()
+        if not any(use_student):  # every predecessor drawn: nothing to train this step (its rate is spent)
+            stage.skip()
+            continue
 
         def mixed(ids, use=use_student):
             h = student.mobilebert.embeddings(input_ids=ids)
@@ -263,7 +272,7 @@ def _theseus(student, teacher, cache, s, device, steps: int, constant: bool) -> 
                 h = (s_layers[j] if flag else t_layers[j])(h, None)
             return h
 
-        stage.step(_mlm_step_loss(student, cache, step % n, device, forward=mixed), "theseus module replacing")
+        stage.step(_mlm_step_loss(student, cache, step, device, forward=mixed), "theseus module replacing")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,7 +288,9 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
     cache = teacher_cache(teacher, s, corpus)
     t_cache = time.time() - t0
     torch.manual_seed(s.seed)
-    student = init_student(c, teacher, from_teacher=s.strategy != "none", seed=s.seed).to(device).train()
+    # every strategy inherits the teacher's embeddings and MLM head (identical shapes), the no-teacher
+    # baseline too, so that it isolates what the blocks' transfer adds (and trains them)
+    student = init_student(c, teacher, from_teacher=True, seed=s.seed).to(device).train()
     L = c.num_layers
     stage_steps = L * s.layer_steps
     layer_losses: list[float] = []
@@ -296,14 +307,22 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
                                             with_kd=lambda i: _kd_step_loss(student, teacher, cache, i, s, device))
             _report(layer_losses, on_layer)
         elif s.strategy in ("theseus", "theseus-constant"):
+            copy_predecessors(student, teacher)
+            blocks = set(_blocks(student).parameters())
+            for p in student.parameters():  # embeddings and MLM head stay the teacher's: no gradient to compute
+                p.requires_grad_(p in blocks)
             _theseus(student, teacher, cache, s, device, stage_steps, constant=s.strategy == "theseus-constant")
-            _mlm_only(student, cache, s, device, s.pd_steps, "successor fine-tuning", offset=stage_steps)
-        else:  # none: the no-teacher baseline, same number of steps
+            _mlm_only(student, cache, s, device, s.pd_steps, "successor fine-tuning", offset=stage_steps,
+                      params=_blocks(student).parameters())
+            for p in student.parameters():
+                p.requires_grad_(True)
+        else:  # none: the no-teacher baseline (inherited embeddings and head), same number of steps
             _mlm_only(student, cache, s, device, stage_steps + s.pd_steps, "masked-LM without a teacher")
     t_train = time.time() - t0 - t_cache
     scores = evaluate_mlm(student, cache.heldout, teacher=teacher.model, device=device,
                           teacher_hidden=cache.heldout_hidden).as_dict()
     scores.pop("n_masked", None)
+    scores.update(evaluate_proxies(student, teacher, cache, device))
     t_eval = time.time() - t0 - t_cache - t_train
     timings = {"teacher_cache": t_cache, "train": t_train, "evaluate": t_eval}
     score_name, score_data = s.score_name, cache.data

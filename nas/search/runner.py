@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.distill.settings import user_data_of
+from nas.distill.settings import RECIPE_VERSION, user_data_of
 from nas.device import check_device, precision_note, training_precision, worker_device
 from nas.errors import UserError, check_choice
 from nas.records import StudyMeta
@@ -225,7 +225,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
         run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options), user_data=user_data,
-        precision=None if remote else training_precision(cfg.device, cfg.precision),
+        precision=None if remote else training_precision(cfg.device, cfg.precision), recipe=RECIPE_VERSION,
     )
     study, meta = create_or_check(storage, name, meta)
     ctx.run_dir = Path(meta.run_dir)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.distill.settings import RECIPE_MADE_BY
 from nas.errors import UserError, check_choice
 from nas.records import DIRECTIONS, StudyMeta, TrialRecord
 
@@ -244,29 +245,9 @@ _DEFINING = ("strategy", "objective", "score_name", "latency_profile", "latency_
              "distill_options", "user_data")
 
 
-# Before budgets lived in space files, they were looked up by the space's *name* in these tables
-# (moved unchanged into search_spaces/builtin/*.yaml); any other name got the defaults.
-_BUDGETS_BY_NAME = {
-    "smoke": {"distill": {"layer_steps": 8, "pd_steps": 16, "batch_size": 8, "transfer_batches": 6, "eval_batches": 4,
-                          "downstream_steps": 20, "downstream_eval": 64},
-              "teacher": {"steps": 120, "batch_size": 16, "lr": 0.003, "warmup": 20, "eval_batches": 8}},
-    "demo": {"distill": {"layer_steps": 60, "pd_steps": 150, "batch_size": 32, "transfer_batches": 64,
-                         "eval_batches": 20},
-             "teacher": {"steps": 5000, "batch_size": 64, "lr": 0.003, "warmup": 200}},
-    "mobilebert": {"distill": {"layer_steps": 2000, "pd_steps": 20000, "batch_size": 128, "transfer_batches": 512,
-                               "eval_batches": 100, "downstream_steps": 2000},
-                   "teacher": {"steps": 200000, "batch_size": 256, "lr": 0.0005, "warmup": 10000,
-                               "eval_batches": 100}},
-}
-
-
 def _space_diff(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """How the space a study was made with differs from the one given now, in words (None: same).
-    A study made before budgets lived in space files holds no ``budget``: it trained with the one
-    its space's name picked (``_BUDGETS_BY_NAME``, else the defaults, written as empty parts), so
-    that one is what the space given now must hold."""
-    if "budget" not in old and "budget" in new:
-        old = {**old, "budget": _BUDGETS_BY_NAME.get(old.get("name"), {"distill": {}, "teacher": {}})}
+    (A study made before budgets lived in space files is a recipe-1 study, refused before this.)"""
     if old == new:
         return None
     if old.get("name") != new.get("name"):
@@ -294,6 +275,12 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
     if old is None:
         meta.save(study)
         old = StudyMeta.from_study(study)  # study user attributes are read from the storage, not cached
+    was, now = old.recipe or 1, meta.recipe or 1  # None: made before recipes were versioned (recipe 1)
+    if was != now:
+        made, this = (RECIPE_MADE_BY.get(v, f"recipe {v}") for v in (was, now))
+        raise UserError(f"study '{name}' was trained with training recipe {was} ({made}); this {this} "
+                        f"trains with recipe {now} (README 'Strategies'), and the two score candidates "
+                        f"differently: resume it with {made}, or pass --study NEW_NAME to start another")
     diffs = [f"{k} {getattr(old, k)!r} (now {getattr(meta, k)!r})" for k in _DEFINING
              if getattr(old, k) != getattr(meta, k)]
     space_diff = _space_diff(old.space, meta.space)

@@ -471,13 +471,22 @@ def test_teacher_outputs_past_the_budget_are_recomputed(teacher, monkeypatch):
 
     s = DistillSettings.for_space("smoke").replace(layer_steps=3, pd_steps=3, transfer_batches=3)
     kept = teacher_cache(teacher, s).outputs
-    assert kept.kept == len(kept) == 3
-    second_only = TeacherOutputs(teacher.model, teacher_cache(teacher, s).transfer, "cpu",
-                                 budget_bytes=kept[0][0].nbytes + kept[0][1].nbytes)
-    assert second_only.kept == 1
+    assert kept.kept == 0 and len(kept) == 3  # computed when a step first reads them
     for i in range(3):
-        for a, b in zip(kept[i], second_only[i]):
+        kept[i]
+    assert kept.kept == 3 and kept.passes == 3
+    kept[4]  # batch 4 of a 3-batch pool is batch 1: stored, no pass
+    assert kept.passes == 3
+    first_only = TeacherOutputs(teacher.model, teacher_cache(teacher, s).transfer, "cpu",
+                                budget_bytes=kept[0][0].nbytes + kept[0][1].nbytes)
+    for i in range(3):
+        for a, b in zip(kept[i], first_only[i]):
             assert torch.equal(a, b)
+    assert first_only.kept == 1
+    first_only[2]
+    assert first_only.passes == 3  # the last one read is remembered
+    first_only[1]
+    assert first_only.passes == 4
     c = load_space("smoke").sample(1, seed=2)[0]
     full = distill_candidate(c, teacher, s)
     monkeypatch.setenv("MBNAS_TEACHER_CACHE_GB", "0")
@@ -493,3 +502,174 @@ def test_teacher_import_checks_out_before_scoring(mbnas, tmp_path):
     code, _, err = mbnas("teacher", "import", str(tmp_path / "nowhere"), "--space", "smoke", "--out",
                          str(tmp_path / "afile.txt"))
     assert code == 2 and "afile.txt: it is a file, not a folder" in err
+
+
+# ------------------------------------------------------------------------------------------------
+# the training recipe (recipe 2): fresh batches, a schedule per stage, Theseus as published
+
+
+def test_consecutive_steps_see_fresh_windows_and_masks(teacher):
+    """Step t reads transfer batch t: new windows and new masks every step (dynamic masking), the
+    same stream for every candidate of a search; a fixed pool (recipe 1) cycles."""
+    import torch
+
+    from nas.distill import DistillSettings
+    from nas.distill.teacher_cache import teacher_cache
+
+    s = DistillSettings.for_space("smoke")
+    stream = teacher_cache(teacher, s).transfer
+    assert len(stream) == 2 * s.layer_steps + s.pd_steps  # one batch per optimiser step
+    a, b = stream[0], stream[1]
+    assert not torch.equal(a.input_ids, b.input_ids) and not torch.equal(a.labels != -100, b.labels != -100)
+    assert torch.equal(stream[0].input_ids, a.input_ids) and torch.equal(stream[0].labels, a.labels)
+    pool = teacher_cache(teacher, s.replace(transfer_batches=3)).transfer
+    assert len(pool) == 3 and torch.equal(pool[3].input_ids, pool[0].input_ids)
+
+
+def test_every_stage_warms_up_and_decays():
+    """The learning rate at step 0 and at the last step of a stage, and a new phase's own warm-up
+    with the optimiser state kept (TF1's progressive transfer)."""
+    import torch
+
+    from nas.distill.stage import Stage, lr_factor
+
+    assert lr_factor(0, 60, 0.1) == pytest.approx(1 / 7) and lr_factor(6, 60, 0.1) == 1.0
+    assert lr_factor(59, 60, 0.1) == pytest.approx(1 / 54)
+    assert lr_factor(0, 60, 0.0) == 1.0 and lr_factor(0, 1, 0.1) == 1.0
+    w = torch.nn.Parameter(torch.ones(3))
+    stage = Stage([{"params": [w]}], 1e-2, steps=10, warmup=0.1)
+    seen = []
+    for _ in range(10):
+        stage.step((w ** 2).sum(), "test")
+        seen.append(stage.opt.param_groups[0]["lr"])
+    assert seen[0] == pytest.approx(5e-3) and seen[1] == pytest.approx(1e-2) and seen[-1] == pytest.approx(1e-2 / 9)
+    state = stage.opt.state[w]["exp_avg"].clone()
+    stage.phase([2e-2], steps=4)
+    stage.step((w ** 2).sum(), "test")
+    assert stage.opt.param_groups[0]["lr"] == pytest.approx(1e-2)  # 2e-2 x 1/2: a new warm-up
+    assert not torch.equal(stage.opt.state[w]["exp_avg"], state) and stage.opt.state[w]["step"] == 11
+
+
+@pytest.mark.parametrize("release", ["tf1", "tf2"])
+def test_progressive_follows_the_release_asked_for(teacher, release):
+    """tf1 freezes the embeddings during the layer-wise stage; tf2 trains them. The MLM head has no
+    layer-wise loss in either."""
+    import torch
+
+    from nas.distill import DistillSettings
+    from nas.distill.teacher_cache import teacher_cache
+    from nas.distill.train import _progressive, init_student
+
+    s = DistillSettings.for_space("smoke", layer_steps=3, layerwise_release=release)
+    c = load_space("smoke").sample(1, seed=1)[0]
+    student = init_student(c, teacher, from_teacher=True, seed=0)
+    emb = student.mobilebert.embeddings.word_embeddings.weight.clone()
+    _progressive(student, teacher, teacher_cache(teacher, s), s, None, "cpu")
+    same = torch.equal(student.mobilebert.embeddings.word_embeddings.weight, emb)
+    assert same == (release == "tf1")
+
+
+def test_theseus_trains_the_successors_alone_from_their_predecessors(teacher):
+    """BERT-of-Theseus as published: predecessors, embeddings and MLM head stay bit-identical; the
+    successors start from the predecessors' weights where shapes allow (a student of the teacher's
+    shape starts as the teacher, one narrower from its inter-block-width tensors)."""
+    import torch
+
+    from nas.distill import DistillSettings, distill_candidate
+    from nas.distill.train import copy_predecessors, init_student
+
+    space = load_space("smoke")
+    t_state = {k: v.clone() for k, v in teacher.model.state_dict().items()}
+    twin = init_student(space.teacher, teacher, from_teacher=True, seed=0)
+    assert copy_predecessors(twin, teacher)[0] == copy_predecessors(twin, teacher)[1]
+    for a, b in zip(twin.mobilebert.encoder.layer.parameters(), teacher.model.mobilebert.encoder.layer.parameters()):
+        assert torch.equal(a, b)
+    c = space.sample(1, seed=1)[0]
+    copied, total = copy_predecessors(init_student(c, teacher, from_teacher=True, seed=0), teacher)
+    assert 0 < copied < total
+    r = distill_candidate(c, teacher, DistillSettings.for_space("smoke", strategy="theseus"))
+    for k, v in r.student.state_dict().items():
+        if k.startswith("mobilebert.embeddings.") or k.startswith("cls."):
+            assert torch.equal(v, t_state[k]), k
+    for k, v in teacher.model.state_dict().items():
+        assert torch.equal(v, t_state[k]), k
+    blocks = r.student.mobilebert.encoder.layer.state_dict()
+    fresh = init_student(c, teacher, from_teacher=True, seed=0).mobilebert.encoder.layer.state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in blocks.items())
+
+
+def test_the_no_teacher_baseline_inherits_the_embeddings_and_head(teacher):
+    """'none' isolates what layer-wise transfer adds: it starts from the teacher's embeddings and MLM
+    head (and trains them), with fresh blocks."""
+    import torch
+
+    from nas.distill import DistillSettings, distill_candidate
+    from nas.distill.train import init_student
+
+    c = load_space("smoke").sample(1, seed=1)[0]
+    s = DistillSettings.for_space("smoke", strategy="none", layer_steps=1, pd_steps=0)
+    start = init_student(c, teacher, from_teacher=True, seed=0)
+    r = distill_candidate(c, teacher, s)
+    emb = teacher.model.mobilebert.embeddings.word_embeddings.weight
+    assert torch.equal(start.mobilebert.embeddings.word_embeddings.weight, emb)
+    moved = (r.student.mobilebert.embeddings.word_embeddings.weight - emb).abs().max().item()
+    assert 0 < moved < 0.05  # trained from the teacher's, two steps away
+
+
+def test_teacher_outputs_spilled_to_files_are_read_back(teacher, monkeypatch, tmp_path):
+    """MBNAS_TEACHER_SPILL_DIR: outputs written as .npy are what a teacher pass gives, read back by a
+    new cache (another process) without a pass, and a distillation scores exactly the same."""
+    import torch
+
+    from nas.distill import DistillSettings, distill_candidate
+    from nas.distill import teacher_cache as tc
+
+    s = DistillSettings.for_space("smoke").replace(layer_steps=2, pd_steps=2)
+    c = load_space("smoke").sample(1, seed=2)[0]
+    plain = distill_candidate(c, teacher, s)
+    expected = [tc.teacher_cache(teacher, s).outputs[i] for i in range(3)]
+    monkeypatch.setenv("MBNAS_TEACHER_SPILL_DIR", str(tmp_path))
+    monkeypatch.setenv("MBNAS_TEACHER_CACHE_GB", "0")
+    tc._CACHE.clear()
+    assert distill_candidate(c, teacher, s).scores == plain.scores
+    assert len(list(tmp_path.glob("*/*-attn.npy"))) == 2 * 2 + 2 and not list(tmp_path.glob("*/*.tmp"))
+    tc._CACHE.clear()
+    again = tc.teacher_cache(teacher, s).outputs
+    for i in range(3):
+        for a, b in zip(again[i], expected[i]):
+            assert torch.equal(a, b)
+    assert again.passes == 0
+
+
+def test_proxies_of_the_teacher_itself(teacher):
+    """The teacher scored as its own student: every block reproduces itself (block_fidelity 1 with
+    and without rescaling, no transfer loss), and each hybrid is the teacher (its own likelihood)."""
+    import math
+
+    from nas.distill import DistillSettings
+    from nas.distill.teacher_cache import teacher_cache
+    from nas.mlm import evaluate_mlm
+    from nas.proxies import evaluate_proxies
+
+    cache = teacher_cache(teacher, DistillSettings.for_space("smoke"))
+    p = evaluate_proxies(teacher.model, teacher, cache)
+    own = evaluate_mlm(teacher.model, cache.heldout)
+    assert p["block_fidelity_raw"] == pytest.approx(1.0, abs=0.01)
+    assert p["heldout_transfer"] == pytest.approx(0.0, abs=0.05)
+    assert p["hybrid_likelihood"] == pytest.approx(math.exp(-own.heldout_ce), rel=0.01)
+
+
+def test_rescaled_block_fidelity_ignores_each_tokens_scale():
+    """match_token_scale gives a token the target's mean and std: a block whose outputs are the
+    teacher's times a per-token scale plus a shift scores 1 rescaled, less raw."""
+    import torch
+
+    from nas.mlm import feature_correlation, match_token_scale
+
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 5, 16, generator=g), torch.randn(2, 5, 16, generator=g)
+    s = t * torch.rand(2, 5, 1, generator=g).add(0.2) * 3 + torch.randn(2, 5, 1, generator=g)
+    m = match_token_scale(s, t)
+    assert torch.allclose(m, t, atol=1e-5)
+    assert feature_correlation(m - x, t - x).item() == pytest.approx(1.0, abs=1e-5)
+    assert feature_correlation(s - x, t - x).item() < 0.99

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from nas.distill.settings import RECIPE_VERSION
 from nas.errors import UserError
 from nas.records import StudyMeta
 
@@ -15,7 +16,7 @@ from nas.records import StudyMeta
 def _meta(**changes) -> StudyMeta:
     base = dict(space={"name": "stub"}, strategy="progressive", objective="mlm", score_name="mlm_accuracy",
                 score_data="held-out", latency_profile="pixel4-cpu-tflite", latency_error="±5%",
-                teacher_hash="abc", reference_point=(0.0, 10.0))
+                teacher_hash="abc", reference_point=(0.0, 10.0), recipe=RECIPE_VERSION)
     return StudyMeta(**{**base, **changes})
 
 
@@ -24,6 +25,22 @@ def storage(tmp_path):
     from nas.search.study import open_storage
 
     return open_storage(f"sqlite:///{tmp_path / 'sub' / 's.db'}")  # the folder is created
+
+
+def test_a_study_of_another_training_recipe_is_not_resumed(storage):
+    """The recipe is part of a study's identity: a study made before recipes were versioned (recipe
+    1, mbnas 0.2.0) or with another recipe is refused in one line naming the version that made it."""
+    from nas.search.study import create_or_check
+
+    create_or_check(storage, "old", _meta(recipe=None))
+    with pytest.raises(UserError, match=r"study 'old' was trained with training recipe 1 \(mbnas 0.2.0 or "
+                                        r"earlier\); this mbnas 0.3.0 trains with recipe 2") as e:
+        create_or_check(storage, "old", _meta())
+    assert "\n" not in str(e.value) and "--study NEW_NAME" in str(e.value)
+    create_or_check(storage, "new", _meta())
+    create_or_check(storage, "new", _meta())  # the same recipe resumes
+    with pytest.raises(UserError, match="training recipe 2 \\(mbnas 0.3.0\\); this mbnas 0.2.0 or earlier"):
+        create_or_check(storage, "new", _meta(recipe=1))
 
 
 def test_dead_workers_trials_are_marked_interrupted(storage):
@@ -110,7 +127,7 @@ def test_studies_from_before_distill_options_still_resume(storage):
 
 def test_a_changed_space_file_is_named_by_the_field_that_changed(storage):
     """'was created with space 'smoke' (now 'smoke')' told nothing; the line names the field. A study
-    made before budgets lived in space files (no 'budget') resumes with the built-in's file."""
+    made before budgets lived in space files is a recipe-1 study (test above)."""
     import copy
 
     from nas.search.study import create_or_check
@@ -128,15 +145,6 @@ def test_a_changed_space_file_is_named_by_the_field_that_changed(storage):
     longer["budget"]["distill"]["layer_steps"] = 80
     with pytest.raises(UserError, match="whose budget.distill.layer_steps was 8 \\(now 80\\)"):
         create_or_check(storage, "sp", _meta(space=longer))
-    create_or_check(storage, "before-budgets", _meta(space={k: v for k, v in smoke.items() if k != "budget"}))
-    create_or_check(storage, "before-budgets", _meta(space=smoke))
-    # ... but not with a file of that name that trains with another budget (a copy without one: defaults)
-    no_budget = {**smoke, "budget": {"distill": {}, "teacher": {}}}
-    with pytest.raises(UserError, match="whose budget.distill.batch_size was 8 \\(now None\\)"):
-        create_or_check(storage, "before-budgets", _meta(space=no_budget))
-    mine = {k: v for k, v in smoke.items() if k != "budget"} | {"name": "mine"}
-    create_or_check(storage, "mine-before", _meta(space=mine))  # another name trained with the defaults then
-    create_or_check(storage, "mine-before", _meta(space={**no_budget, "name": "mine"}))  # and does now
 
 
 class _InterleavingStorage:
