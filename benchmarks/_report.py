@@ -79,9 +79,14 @@ class RunsFile:
     fingerprint both match the current job; anything else is ignored (and kept in the file)."""
 
     def __init__(self, path: str | Path, code: str):
+        self.path, self.code = Path(path), code
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the finished runs again (after other processes appended to the file)."""
         import json
 
-        self.path, self.code = Path(path), code
+        code = self.code
         self.done: dict[str, dict] = {}
         if self.path.exists():
             for n, line in enumerate(self.path.read_text().splitlines(), 1):
@@ -97,12 +102,16 @@ class RunsFile:
     def key(*parts) -> str:
         return "/".join(str(p) for p in parts)
 
-    def add(self, key: str, rec: dict) -> dict:
+    def add(self, key: str, rec: dict, lock: bool = False) -> dict:
+        """Append ``rec`` as one line; ``lock``: other processes append to the same file."""
+        import fcntl
         import json
 
         rec = {"made_at": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", **rec, "key": key, "code": self.code}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
+            if lock:
+                fcntl.flock(f, fcntl.LOCK_EX)
             f.write(json.dumps(rec) + "\n")
         self.done[key] = rec
         return rec

@@ -104,7 +104,7 @@ def student_cases(cand, teacher, cache, s, n_masked: int) -> list[tuple]:
     head_macs = H * H + H * V  # MLM head per masked position: transform + vocabulary projection
     torch.manual_seed(0)
     student = T.init_student(cand, teacher, True, 0).train()
-    stage = T._Stage([{"params": list(student.parameters())}], s.lr)
+    stage = T.Stage([{"params": list(student.parameters())}], s.lr, 10**9, 0.0)
 
     def layer_step():
         outs = T._forward_upto(student, b.input_ids, L - 1)
