@@ -2,7 +2,7 @@
 
     MBNAS_TEACHER_SPILL_DIR=... python benchmarks/quality_runs.py [--jobs 2] [--gt-precision bf16]
 
-recipe.py's data and release parts, then ground_truth.py's runs interleaved with
+recipe.py's data and release parts, transfer_strategies.py's runs (3 seeds), then ground_truth.py's runs interleaved with
 proxy_validity.py's cheap-score runs of the same candidates (ground truth of the 8 norm-pair
 candidates in both seeds first). Each run lands in its own benchmark's runs file as it finishes;
 afterwards (or at any time) each script's ``--report`` (recipe.py: ``report``) writes its table.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import ground_truth, proxy_validity, recipe  # noqa: E402
+from benchmarks import ground_truth, proxy_validity, recipe, transfer_strategies  # noqa: E402
 from benchmarks._report import RunsFile  # noqa: E402
 from benchmarks._train import run_queue, teacher_of  # noqa: E402
 
@@ -32,6 +32,8 @@ def main() -> int:
     rs = recipe.store_of()
     todo = [(rs, k, s) for part in ("data", "release") for k, s in recipe.todo(part, rs)]
     todo.sort(key=lambda t: -t[2]["overrides"].get("layer_steps", 0))  # the longest first
+    ts = transfer_strategies.store_of()
+    todo += [(ts, k, s) for k, s in transfer_strategies.plan(3) if k not in ts.done]
     gs, ps = RunsFile(ground_truth.RUNS, "ground-truth"), RunsFile(proxy_validity.RUNS, "proxy-validity")
     gt = [(gs, k, s) for k, s in ground_truth.plan(space, ("main",), args.gt_precision) if k not in gs.done]
     cheap = [(ps, k, s) for k, s in proxy_validity.plan(space, args.proxy_precision) if k not in ps.done]

@@ -1,177 +1,125 @@
-"""Knowledge-transfer strategies compared on one budget, and which score separates candidates.
+"""Knowledge-transfer strategies compared on one budget (recipe 2), against fair baselines.
 
-Part 1 (strategies): on the demo space, one mid-size candidate trained by progressive, joint,
-auxiliary, theseus (curriculum), theseus-constant and the no-teacher baseline, same number of
-optimiser steps, several seeds; mean and spread of every held-out score.
-Part 2 (scores): candidates of clearly different capacity (progressive, several seeds); for each
-score, the gap between the largest and smallest candidate divided by the spread between seeds.
-The default search objective is the score with the largest separation.
+On the demo space, one mid-size candidate trained by progressive, joint, auxiliary, theseus
+(curriculum), theseus-constant and the no-transfer baseline (``none``: the teacher's embeddings and
+MLM head, trained, with fresh blocks), the same number of optimiser steps, several seeds; mean and
+spread of every held-out score. Two "inherited parts only" rows, not trained at all, show what
+the inherited embeddings and head score alone: the teacher with its blocks skipped (the MLM head
+on the embeddings) and the candidate with fresh, untrained blocks.
 
-    python benchmarks/transfer_strategies.py [--seeds 3] [--space demo] [--jobs 2] [--threads 1]
+    python benchmarks/transfer_strategies.py [--seeds 3] [--jobs 2]
 
-Every finished run is appended to ``--runs-file`` (JSON lines; default
-benchmarks/results/transfer_strategies-runs.jsonl, committed with the table as the per-seed record).
-A killed benchmark rerun with the same settings reuses the runs made with the same training code
-(a fingerprint of nas/ and search_spaces/) and does only the missing ones.
+Every finished run is one line of benchmarks/results/transfer_strategies-runs.jsonl (resumable;
+keyed by recipe version, teacher, strategy and seed). Which score ranks candidates like longer
+training does is benchmarks/proxy_validity.py's question, no longer this one's.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
+import math
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._report import RESULTS, RunsFile, code_fingerprint, mean_std, write_result  # noqa: E402
+from benchmarks._report import RESULTS, RunsFile, mean_std, write_result  # noqa: E402
+from benchmarks._train import run_all, teacher_of  # noqa: E402
+
+MID = dict(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk")
+RUNS = RESULTS / "transfer_strategies-runs.jsonl"
+SHOWN = ("mlm_accuracy", "mlm_likelihood", "teacher_fidelity", "top1_agreement", "block_fidelity")
 
 
-SIZES = {  # candidates of clearly different capacity for part 2; "mid" is also part 1's candidate
-    "small": dict(intra_size=16, num_ffn=1, mha_ffn_ratio=0.5, norm="no_norm", act="relu", attention="bottleneck"),
-    "mid": dict(intra_size=64, num_ffn=2, mha_ffn_ratio=0.4, norm="no_norm", act="relu", attention="shared_qk"),
-    "large": dict(intra_size=128, num_ffn=4, mha_ffn_ratio=0.25, norm="layer_norm", act="gelu", attention="shared_qk"),
-}
+def store_of() -> RunsFile:
+    from nas.distill.settings import RECIPE_VERSION
+
+    return RunsFile(RUNS, f"recipe{RECIPE_VERSION}")
 
 
-def _teacher(space_name: str):
-    """The space's teacher, loaded once per worker process."""
-    from nas.teacher import load_teacher
-    from search_spaces import load_space
+def plan(seeds: int, strategies=None) -> list[tuple[str, dict]]:
+    from nas.distill import STRATEGIES
 
-    if space_name not in _TEACHERS:
-        space = load_space(space_name)
-        _TEACHERS[space_name] = (space, load_teacher(space))
-    return _TEACHERS[space_name]
-
-
-_TEACHERS: dict = {}
+    space, teacher = teacher_of("demo")
+    c = space.build(**MID)
+    return [(RunsFile.key(teacher.hash, c.label, st, seed), dict(space="demo", candidate=c.to_dict(), strategy=st,
+                                                                 seed=seed, threads=1, name=st))
+            for seed in range(seeds) for st in (strategies or STRATEGIES)]
 
 
-def _run(space_name: str, size: str, strategy: str, seed: int, threads: int) -> dict:
-    """One training run in a worker process: scores and timings (wall and CPU)."""
-    import time
-
+def inherited_only(space, teacher) -> dict[str, dict[str, float]]:
+    """Scores of the inherited parts alone: the teacher with no blocks, and the mid candidate with
+    fresh (untrained) blocks, on the same held-out batches."""
     import torch
 
-    from nas.distill import DistillSettings, distill_candidate
-    from nas.runtime import keep_freed_memory
+    from nas.distill import DistillSettings
+    from nas.distill.teacher_cache import teacher_cache
+    from nas.distill.train import init_student
+    from nas.mlm import evaluate_mlm
 
-    keep_freed_memory()  # as mbnas does
-    torch.set_num_threads(threads)
-    space, teacher = _teacher(space_name)
-    cpu0 = time.process_time()
-    r = distill_candidate(space.build(**SIZES[size]), teacher,
-                          DistillSettings.for_space(space, strategy=strategy, seed=seed))
-    return {"size": size, "strategy": strategy, "seed": seed, "scores": dict(r.scores), "data": r.score_data,
-            "train_s": r.timings["train"], "seconds": r.seconds, "cpu_s": time.process_time() - cpu0}
+    cache = teacher_cache(teacher, DistillSettings.for_space(space))
+    out = {}
+    student = init_student(space.build(**MID), teacher, from_teacher=True, seed=0)
+    out["untrained blocks (inherited embeddings + head)"] = evaluate_mlm(
+        student, cache.heldout, teacher=teacher.model, teacher_hidden=cache.heldout_hidden).as_dict()
+    blocks = teacher.model.mobilebert.encoder.layer
+    teacher.model.mobilebert.encoder.layer = torch.nn.ModuleList()  # the MLM head reads the embeddings
+    try:
+        skipped = evaluate_mlm(teacher.model, cache.heldout)
+    finally:
+        teacher.model.mobilebert.encoder.layer = blocks
+    out["teacher with its blocks skipped"] = {"mlm_accuracy": skipped.mlm_accuracy,
+                                              "mlm_likelihood": math.exp(-skipped.heldout_ce)}
+    own = evaluate_mlm(teacher.model, cache.heldout)
+    out["the teacher"] = {"mlm_accuracy": own.mlm_accuracy, "mlm_likelihood": math.exp(-own.heldout_ce)}
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--space", default="demo")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--strategies", nargs="+", default=None)
-    ap.add_argument("--skip-separation", action="store_true")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                    help="worker processes (default: one per core), each with --threads torch threads")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--runs-file", default=str(RESULTS / "transfer_strategies-runs.jsonl"),
-                    help="finished runs, reused by a rerun with the same code and settings")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--report", action="store_true", help="only write the table of the runs so far")
     args = ap.parse_args()
 
-    from nas.distill import SCORES, STRATEGIES, DistillSettings
+    from nas.distill import STRATEGIES, DistillSettings
     from nas.ops import count
-    from nas.table import markdown_table
     from nas.teacher import describe
-    from search_spaces import load_space
 
-    space = load_space(args.space)
-    _, teacher = _teacher(args.space)
-    cands = {k: space.build(**v) for k, v in SIZES.items()}
-    small, mid, large = cands["small"], cands["mid"], cands["large"]
-    strategies = args.strategies or list(STRATEGIES)
-    jobs = [("mid", st, seed) for st in strategies for seed in range(args.seeds)]
-    if not args.skip_separation:
-        jobs += [(size, "progressive", seed) for size in ("small", "large") for seed in range(args.seeds)]
-        if "progressive" not in strategies:
-            jobs += [("mid", "progressive", seed) for seed in range(args.seeds)]
-        # the most capable student without a teacher: is the teacher well above it?
-        jobs += [("large", "none", seed) for seed in range(args.seeds)]
-    # runs are independent: one process per core keeps both cores busy (a 2-thread run does not)
-    store = RunsFile(args.runs_file, code_fingerprint("nas", "search_spaces"))
-    keys = [store.key(args.space, teacher.hash, size, st, seed, f"{args.jobs}x{args.threads}")
-            for size, st, seed in jobs]
-    todo = [(k, j) for k, j in zip(keys, jobs) if k not in store.done]
-    reused_keys = set(keys) - {k for k, _ in todo}
-    if reused_keys:
-        print(f"reusing {len(reused_keys)} finished runs from {args.runs_file}", flush=True)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_run, args.space, size, st, seed, args.threads): k for k, (size, st, seed) in todo}
-        for f in as_completed(futures):  # stored as each finishes: a kill loses only the runs in flight
-            r = store.add(futures[f], f.result())
-            print(f"{r['size']} {r['strategy']} seed {r['seed']}: {r['scores']} train {r['train_s']:.0f} s, "
-                  f"cpu {r['cpu_s']:.0f} s", flush=True)
-    runs = [store.done[k] for k in keys]
-    # runs recovered from a log carry no data description; every run scores on the same held-out split
-    data = next((r["data"] for r in runs if r.get("data")), "held-out split (not recorded by the reused runs)")
-
-    def of(size: str, st: str) -> list[dict]:
-        return [r for r in runs if r["size"] == size and r["strategy"] == st]
-
-    score_keys = SCORES
+    space, teacher = teacher_of("demo")
+    store = store_of()
+    runs = plan(args.seeds, args.strategies)
+    if not args.report:
+        run_all([(k, s) for k, s in runs if k not in store.done], store, args.jobs)
+    mid = space.build(**MID)
+    done = [store.done[k] for k, _ in runs if k in store.done and "failure" not in store.done[k]]
+    data = next((r["data"] for r in done), "(no run yet)")
     rows = []
-    budget = DistillSettings.for_space(space)
-    for strat in strategies:
-        sel = of("mid", strat)
-        row = [strat]
-        for k in score_keys:
-            m, s = mean_std([r["scores"][k] for r in sel])
-            row.append(f"{m:.4f} ± {s:.4f}")
-        row.append(f"{statistics.median(r['train_s'] for r in sel):.0f}")
-        rows.append(row)
-    body = (f"Teacher: {describe(teacher)}\n\nCandidate: {mid.label} ({count(mid).params_m:.2f}M params). Budget "
-            f"per run: {space.fixed['num_layers']} x {budget.layer_steps} layer-wise steps + {budget.pd_steps} "
-            f"distillation steps (or the same number of masked-LM steps), batch {budget.batch_size} x "
-            f"{space.fixed['seq_len']} tokens, {args.seeds} seeds each; mean ± standard deviation over seeds. "
-            f"{args.jobs} runs at a time, {args.threads} torch thread(s) each; train s = wall time of training.\n"
-            f"Scores measured on the {data}.\n\n"
-            + markdown_table(["strategy", *score_keys, "train s (median)"], rows)
-            + "\n\nmlm_likelihood = exp(-held-out cross-entropy); teacher_fidelity = exp(-KL(teacher || student)).")
-
-    if not args.skip_separation:
-        res = {c: [r["scores"] for r in of(size, "progressive")] for size, c in cands.items()}
-        srows, best, best_sep = [], None, -1.0
-        for k in score_keys:
-            means = {c: statistics.fmean(s[k] for s in res[c]) for c in res}
-            spread = statistics.fmean((statistics.stdev(s[k] for s in res[c]) if args.seeds > 1 else 0.0) for c in res)
-            gap = abs(means[large] - means[small])
-            sep = gap / spread if spread > 0 else float("inf")
-            ordered = (means[small] < means[mid] < means[large]) or (means[small] > means[mid] > means[large])
-            srows.append([k, f"{means[small]:.4f}", f"{means[mid]:.4f}", f"{means[large]:.4f}", f"{spread:.4f}",
-                          f"{sep:.1f}", "yes" if ordered else "no"])
-            if sep > best_sep:
-                best, best_sep = k, sep
-        body += ("\n\n## Which score separates candidates\n\nProgressive transfer, same budget; small = "
-                 f"{small.label} ({count(small).params_m:.2f}M), mid = {mid.label}, large = {large.label} "
-                 f"({count(large).params_m:.2f}M). Separation = |large - small| / mean seed standard deviation.\n\n"
-                 + markdown_table(["score", "small", "mid", "large", "seed std", "separation", "monotone"], srows)
-                 + f"\n\nLargest separation: **{best}** ({best_sep:.1f}x the seed spread).\n")
-        alone = mean_std([r["scores"]["mlm_accuracy"] for r in of("large", "none")])
-        body += (f"\nThe large candidate trained without a teacher on the same budget: mlm_accuracy "
-                 f"{alone[0]:.4f} ± {alone[1]:.4f}; the teacher: {teacher.meta['heldout']['mlm_accuracy']:.4f}.\n")
-    reused = [r for r in runs if r["key"] in reused_keys]
-    if reused:
-        made = sorted(r["made_at"] for r in reused)
-        notes = "".join(sorted({f" ({r['recovered_from']})" for r in reused if r.get("recovered_from")}))
-        body += (f"\n{len(reused)} of the {len(runs)} runs were reused from `{os.path.relpath(args.runs_file)}`: made "
-                 f"{made[0]} to {made[-1]} with the same code (fingerprint {store.code}) and settings{notes}; their "
-                 "train s are from then.\n")
-    write_result("transfer_strategies", "Knowledge-transfer strategies and score separation", body)
+    for st in args.strategies or STRATEGIES:
+        sel = [r for r in done if r["strategy"] == st]
+        if not sel:
+            rows.append(f"| {st} | (not run yet) |" + " |" * (len(SHOWN) + 1))
+            continue
+        cells = [f"{m:.4f} ± {s:.4f}" for m, s in (mean_std([r["scores"][k] for r in sel]) for k in SHOWN)]
+        rows.append(f"| {st} | {len(sel)} | " + " | ".join(cells)
+                    + f" | {statistics.median(r['train_s'] for r in sel):.0f} |")
+    for name, sc in inherited_only(space, teacher).items():
+        rows.append(f"| *{name}* | - | " + " | ".join(f"{sc[k]:.4f}" if k in sc else "-" for k in SHOWN) + " | 0 |")
+    b = DistillSettings.for_space(space)
+    body = (f"Teacher: {describe(teacher)}\n\nCandidate: {mid.label} ({count(mid).params_m:.2f}M params). Budget per "
+            f"run: {space.fixed['num_layers']} x {b.layer_steps} layer-wise steps + {b.pd_steps} distillation steps "
+            f"(or the same number of masked-LM steps), batch {b.batch_size} x {space.fixed['seq_len']} tokens, recipe "
+            f"2 (fresh batches, peak lr {b.lr:g} with warm-up and linear decay per stage); mean ± standard deviation "
+            f"over seeds; one torch thread a run, {args.jobs} at a time; train s = median wall time of training.\n"
+            f"Scores measured on the {data}.\n\n| strategy | seeds | " + " | ".join(SHOWN) + " | train s |\n|"
+            + "---|" * (len(SHOWN) + 3) + "\n" + "\n".join(rows)
+            + "\n\nmlm_likelihood = exp(-held-out cross-entropy); teacher_fidelity = exp(-KL(teacher || student)). "
+            "Every strategy, `none` included, starts from the teacher's embeddings and MLM head; Theseus trains "
+            "only the blocks, and a demo successor narrower than the teacher copies only its inter-block-width "
+            "tensors from its predecessor.\n")
+    write_result("transfer_strategies", "Knowledge-transfer strategies (recipe 2)", body)
     return 0
 
 
