@@ -29,6 +29,14 @@ SCHEMA = "mbnas.candidate/1"
 SEARCHED_CHOICES = {"norm", "act", "attention"}  # fields with a default that a candidate file must still name
 
 
+# Upper bounds of the shape fields: generous for any BERT a phone could run (BERT-large: 24 layers,
+# 1024 wide, FFN 4096, 16 heads, 512 tokens), so that a typo (10^9 for 1024) is refused in one line
+# instead of a count of 10^14 ms or an allocation that takes the machine down.
+FIELD_BOUNDS = {"num_layers": 256, "hidden_size": 16_384, "embedding_size": 16_384, "num_heads": 256,
+                "vocab_size": 1_000_000, "seq_len": 65_536, "intra_size": 16_384, "num_ffn": 64,
+                "intermediate_size": 65_536}
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One architecture.
@@ -71,11 +79,13 @@ class Candidate:
     name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for f in ("num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size",
-                  "seq_len", "intra_size", "num_ffn", "intermediate_size"):
+        for f, high in FIELD_BOUNDS.items():
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise UserError(f"candidate field '{f}' must be a positive integer, got {v!r}")
+            if v > high:
+                raise UserError(f"candidate field '{f}' is {v:,}, over the bound of {high:,} this tool accepts "
+                                f"(BERT-large is 24 x 1024 with a 4096 FFN); check the architecture file")
         for f, allowed in (("norm", NORMS), ("act", ACTIVATIONS), ("attention", ATTENTIONS)):
             check_choice(f"candidate field '{f}'", getattr(self, f), allowed)
         if self.attention_width % self.num_heads:

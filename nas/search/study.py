@@ -275,6 +275,12 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
     if old is None:
         meta.save(study)
         old = StudyMeta.from_study(study)  # study user attributes are read from the storage, not cached
+    if study.metric_names is None:  # Optuna's own plots and optuna-dashboard label the axes with them
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([old.score_name, f"latency_ms (predicted, {old.latency_profile})"])
     was, now = old.recipe or 1, meta.recipe or 1  # None: made before recipes were versioned (recipe 1)
     if was != now:
         made, this = (RECIPE_MADE_BY.get(v, f"recipe {v}") for v in (was, now))

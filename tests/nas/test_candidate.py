@@ -97,6 +97,8 @@ def test_candidate_json_roundtrip(tmp_path):
     ({"intra_size": 30}, "not divisible by num_heads"),
     ({"num_ffn": 0}, "must be a positive integer"),
     ({"attention": "magic"}, "'attention' is 'magic'; choose one of"),
+    ({"intra_size": 10**9}, "'intra_size' is 1,000,000,000, over the bound of 16,384"),
+    ({"num_layers": 100_000}, "'num_layers' is 100,000, over the bound of 256"),
 ])
 def test_candidate_rejects_bad_values(bad, msg):
     base = REFERENCES["mobilebert"].candidate.to_dict()

@@ -254,3 +254,18 @@ def test_output_cut_short_by_a_pipe_is_not_an_error():
     p = subprocess.run(f"'{exe}' space show demo --json | true; exit ${{PIPESTATUS[0]}}", shell=True,
                        capture_output=True, text=True, timeout=120, executable="/bin/bash")
     assert p.returncode == 0 and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("cmd", [("arch", "info"), ("latency", "predict", "--device", "pixel4-cpu-tflite")])
+def test_an_absurd_architecture_is_one_line_in_every_command(mbnas, tmp_path, cmd):
+    """A transformers config with intra_bottleneck_size 10^9 printed a latency of 2e14 ms; now every
+    command that reads an architecture refuses it with the bound it breaks."""
+    import json
+
+    from nas.references import REFERENCES
+
+    REFERENCES["mobilebert"].candidate.to_hf_config().save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "intra_bottleneck_size": 10**9}))
+    code, out, err = mbnas(*cmd, str(tmp_path / "config.json"))
+    assert code == 2 and "over the bound of 16,384" in err and len(err.strip().splitlines()) == 1, err
