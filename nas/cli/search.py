@@ -136,6 +136,8 @@ def cmd_search(args) -> int:
         return 0  # worker 0 prints the result
     s, meta = res.summary, res.meta
     print(f"\nstudy '{res.study_name}' in {res.storage}: {outcome_line(s)}")
+    for line in lost_lines(res):
+        print(line)
     print(f"hypervolume {s.hypervolume:.5g} ({meta.score_name} x ms, reference point: {meta.score_name} "
           f"{meta.reference_point[0]:g}, {meta.reference_point[1]:.3g} ms)")
     if s.front:
@@ -148,4 +150,21 @@ def cmd_search(args) -> int:
     if s.front:  # nothing to export before a trial completes
         print("export a model:\n  mbnas export --storage " + shlex.quote(res.storage) + " --study "
               + shlex.quote(res.study_name) + " --pick knee --out " + shlex.quote(f"export/{res.study_name}-knee"))
+    if res.lost and s.trained < args.trials:  # a fault cost trials (a full space or --timeout is not one)
+        print(f"mbnas search: the study holds {s.trained} trained trials of the {args.trials} asked "
+              f"({outcome_line(s)}); run the same command again to go on", file=sys.stderr)
+        return 1
     return 0
+
+
+def lost_lines(res) -> list[str]:
+    """'1 worker lost (pid 123, signal 9, SIGKILL); its trial 4 retried as 7' for a search's lost workers."""
+    if not res.lost:
+        return []
+    retries = {v.retry_of: v.number for v in res.summary.views if v.retry_of is not None}
+    parts = []
+    for w in res.lost:
+        done = "; ".join(f"its trial {n} " + (f"retried as {retries[n]}" if n in retries else "not retried yet")
+                         for n in w.trials) or "no trial of its was found running"
+        parts.append(f"pid {w.pid}, {w.how}): {done}")
+    return [f"{len(res.lost)} worker{'s' * (len(res.lost) > 1)} lost (" + "; (".join(parts)]

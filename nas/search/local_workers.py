@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 WORKER_FLAG = "--worker-index"  # hidden option of ``mbnas search``: this process is extra worker K
@@ -28,8 +29,28 @@ def default_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+@dataclass(frozen=True)
+class LostWorker:
+    """A worker that ended with a non-zero status while the search ran, without being told to stop."""
+
+    index: int
+    pid: int
+    returncode: int
+    trials: tuple[int, ...] = ()  # its trials marked interrupted when it was found gone
+
+    @property
+    def how(self) -> str:
+        if self.returncode < 0:
+            try:
+                return f"signal {-self.returncode}, {signal.Signals(-self.returncode).name}"
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return f"exit status {self.returncode}"
+
+
 @contextmanager
-def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print) -> Iterator[list[subprocess.Popen]]:
+def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print,
+                  on_lost: Callable[[int, subprocess.Popen], None] | None = None) -> Iterator[list[subprocess.Popen]]:
     """Run ``argv + [WORKER_FLAG, k]`` for k = 1..jobs-1 while the body runs; wait for them after it.
 
     If the body fails (Ctrl-C, an error), the workers get SIGTERM, which marks their running trials
@@ -41,6 +62,10 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
     procs = [subprocess.Popen([*argv, WORKER_FLAG, str(k)]) for k in range(1, jobs)]
     told: set[int] = set()  # pids already told to stop: a second signal could land inside their marking
     restore = _relay_sigterm(procs, told)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(procs, told, on_lost, stop), name="mbnas-workers", daemon=True)
+    if on_lost is not None:
+        watcher.start()
     try:
         yield procs
     except BaseException:
@@ -53,11 +78,27 @@ def local_workers(argv: list[str], jobs: int, log: Callable[[str], None] = print
                 p.wait()  # reaped: a zombie's pid would still look alive to the dead-worker recovery
         raise
     finally:
+        stop.set()
+        if watcher.is_alive():
+            watcher.join()
         restore()
     for k, p in enumerate(procs, start=1):
         if p.wait() != 0:
             log(f"worker {k} (pid {p.pid}) exited with status {p.returncode} (its message is above); the "
                 f"study keeps every trial it finished")
+
+
+def _watch(procs: list[subprocess.Popen], told: set[int], on_lost, stop: threading.Event) -> None:
+    """Call ``on_lost(k, proc)`` as soon as worker k is found ended with a non-zero status that
+    nobody asked for (an OOM kill, a kill -9): its trial can be marked and retried at once, not when
+    this process's own trial ends."""
+    seen: set[int] = set()
+    while not stop.wait(0.5):
+        for k, p in enumerate(procs, start=1):
+            if k not in seen and p.poll() is not None:
+                seen.add(k)
+                if p.returncode != 0 and p.pid not in told:
+                    on_lost(k, p)
 
 
 def _relay_sigterm(procs: list[subprocess.Popen], told: set[int]) -> Callable[[], None]:

@@ -168,7 +168,9 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
     candidate with the same strategy; None if there is none. The realised candidate is compared,
     not the sampled values: two MHA/FFN ratios can round to one FFN width, and then build one model.
     Small spaces and a converging sampler propose the same candidate again; it is recorded as
-    rejected, not retrained. Interrupted and failed trials do not count: those are worth another try.
+    rejected, not retrained. Interrupted and failed trials do not count: those are worth another try
+    (an interrupted one gets it as a retry, ``nas.search.study.next_retry``), except a candidate that
+    killed its worker twice.
 
     Workers planning at the same moment (``--jobs 2``, several machines on one PostgreSQL study)
     must not both train one candidate, and must not both reject it. Each writes its record first
@@ -180,7 +182,7 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
     recovery). A higher-numbered running trial defers to this one, so it is not counted."""
     from optuna.trial import TrialState
 
-    from nas.search.study import GRACE_S, HEARTBEAT_ATTR, outcome_of
+    from nas.search.study import GRACE_S, HEARTBEAT_ATTR, KILLED_TWICE, outcome_of
 
     began = time.monotonic()
     want = cand.replace(name=None, mha_ffn_ratio=None)
@@ -189,7 +191,8 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
         planning = False
         for t in trial.study.get_trials(deepcopy=False):
             kind = outcome_of(t)
-            if t.number == trial.number or kind not in ("complete", "stopped", "running"):
+            killer = kind == "failed" and str(t.user_attrs.get("mbnas.failure", "")).startswith(KILLED_TWICE)
+            if t.number == trial.number or (kind not in ("complete", "stopped", "running") and not killer):
                 continue
             if kind == "running" and t.number > trial.number:
                 continue

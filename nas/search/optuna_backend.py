@@ -20,8 +20,8 @@ from nas.search.objective import (
 )
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import (
-    INTERRUPTED, REJECTED, Liveness, counts_toward_budget, fresh_session, make_sampler, process_seed,
-    recover_interrupted,
+    INTERRUPTED, REJECTED, RETRY_OF_ATTR, Liveness, counts_toward_budget, fresh_session, make_sampler, next_retry,
+    process_seed, recover_interrupted,
 )
 
 MAX_REJECTED_IN_A_ROW = 200  # over budget or repeats: a search that can't proceed (tiny space, tight budget)
@@ -79,8 +79,13 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
             if exhausted:
                 log(exhausted)
                 break
+            retry = next_retry(study)
+            if retry is not None:  # a worker died during trial N: its candidate gets one more try
+                study.enqueue_trial(retry[1], user_attrs={RETRY_OF_ATTR: retry[0]})
             trial = study.ask()
             liveness.claim(trial)
+            if RETRY_OF_ATTR in trial.user_attrs:
+                log(f"trial {trial.number} retries trial {trial.user_attrs[RETRY_OF_ATTR]}, whose worker died")
             if _slot(study, trial.number) > cfg.trials:
                 # another worker took the last slot between our count and our ask
                 liveness.release(trial)

@@ -95,6 +95,7 @@ class SearchResult:
     meta: StudyMeta
     summary: Summary
     recovered: list[int]
+    lost: list = field(default_factory=list)  # LostWorker: --jobs workers that died during the search
 
 
 def check_study_name(name: str) -> None:
@@ -263,8 +264,22 @@ def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchR
         from nas.search.local_workers import local_workers
         from nas.search.optuna_backend import run_optuna
 
+        lost = []
+
+        def on_lost(k, proc):  # the watcher thread: mark the dead worker's trial now, not after our own trial
+            from nas.search.local_workers import LostWorker
+
+            try:
+                marked = tuple(recover_interrupted(prep.study, prep.storage))
+            except Exception:  # the storage is busy: the next loop of any worker marks it
+                marked = ()
+            w = LostWorker(k, proc.pid, proc.returncode, marked)
+            lost.append(w)
+            log(f"worker {k} (pid {w.pid}) was lost ({w.how}); its trial {', '.join(map(str, marked)) or '(none)'} "
+                f"marked interrupted, to be retried once")
+
         try:
-            with local_workers(list(cfg.worker_argv or []), cfg.jobs, log):
+            with local_workers(list(cfg.worker_argv or []), cfg.jobs, log, on_lost=on_lost):
                 run_optuna(prep, log)
         except BaseException:
             # the workers are gone now; one that had to be killed (or was cut off while marking its
@@ -281,5 +296,5 @@ def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchR
     meta = StudyMeta.from_study(prep.study) or prep.meta
     summary = summarize(prep.study, meta)
     return SearchResult(study_name=prep.study.study_name, storage=cfg.storage, meta=meta, summary=summary,
-                        recovered=prep.recovered)
+                        recovered=prep.recovered, lost=lost if cfg.backend != "ray" and cfg.jobs > 1 else [])
 

@@ -64,6 +64,8 @@ GRACE_S = 120.0
 
 OUTCOMES = ("complete", "rejected", "stopped", "failed", "interrupted", "running")
 REJECTED, STOPPED, INTERRUPTED = "rejected: ", "stopped early: ", "interrupted: "
+RETRY_OF_ATTR = "mbnas.retry_of"  # on a trial that retries an interrupted one: that trial's number
+KILLED_TWICE = "killed its worker twice"  # in the failure of a retry that was interrupted too: not tried again
 
 
 # ------------------------------------------------------------------------------------------------
@@ -504,6 +506,18 @@ def fresh_session(storage) -> None:
         pass
 
 
+def next_retry(study) -> tuple[int, dict[str, Any]] | None:
+    """(number, params) of the first interrupted trial not yet retried (no trial names it in
+    ``RETRY_OF_ATTR``, and it is no retry itself), or None: an interrupted candidate is tried once more."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF_ATTR) for t in trials}
+    for t in trials:
+        if (outcome_of(t) == "interrupted" and t.number not in retried and RETRY_OF_ATTR not in t.user_attrs
+                and t.params):
+            return t.number, dict(t.params)
+    return None
+
+
 def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
     """Mark RUNNING trials whose worker is gone as failed ("interrupted: ..."); returns their numbers.
 
@@ -530,8 +544,13 @@ def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
                 alive = silent < grace_s
         if alive:
             continue
-        reason = (f"{INTERRUPTED}{who} died while this trial ran (last sign of life {silent:.0f} s ago); "
-                  f"completed trials are kept and the search goes on without it")
+        first = t.user_attrs.get(RETRY_OF_ATTR)
+        if first is None:
+            reason = (f"{INTERRUPTED}{who} died while this trial ran (last sign of life {silent:.0f} s ago); "
+                      f"the candidate is tried once more, completed trials are kept")
+        else:  # a failure, not an interruption: it counts as a trained trial and is not retried again
+            reason = (f"{KILLED_TWICE}: {who} died while this retry of trial {first} ran, as a worker did during "
+                      f"trial {first}; not tried again (out of memory for this candidate?)")
         try:
             # the reason first: a finished trial's attributes can no longer be written
             trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, t.number))
@@ -555,6 +574,7 @@ class TrialView:
     values: tuple[float, float] | None
     feasible: bool
     layer_seconds: list[float]
+    retry_of: int | None = None  # the interrupted trial this one retries
 
 
 def trial_views(study) -> list[TrialView]:
@@ -565,5 +585,6 @@ def trial_views(study) -> list[TrialView]:
             values=tuple(t.values) if t.values is not None else None,
             feasible=all(v <= 0 for v in t.constraints.values()),
             layer_seconds=list(t.user_attrs.get(LAYER_SECONDS_ATTR) or []),
+            retry_of=t.user_attrs.get(RETRY_OF_ATTR),
         ))
     return out

@@ -73,6 +73,77 @@ def test_sigkill_then_rerun_resumes(mbnas_argv, smoke_search, load_study, tmp_pa
     assert sum(outcome_of(t) in ("complete", "stopped", "failed") for t in trials) == 2
 
 
+def test_a_killed_worker_costs_one_trials_time_never_a_trial(mbnas_argv, smoke_search, load_study, tmp_path):
+    """kill -9 of one --jobs worker (not the search the user started), as an OOM killer would: its
+    trial is marked interrupted at once, its candidate is retried once (the retry says so), the
+    search still delivers the trials asked, and the summary names the lost worker."""
+    from optuna.trial import TrialState
+
+    from nas.search import outcome_of
+    from nas.search.study import WORKER_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'lost.db'}"
+    longer = ("--distill-option", "layer_steps=60", "--distill-option", "pd_steps=120")
+    argv = mbnas_argv(*smoke_search(storage, "--jobs", "2", *longer, trials=4))
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        trials = _wait_for(proc, load_study, storage, lambda ts: any(
+            t.user_attrs.get(WORKER_ATTR, {}).get("pid") not in (None, proc.pid) for t in _training(ts)),
+            "the extra worker was training a trial")
+        victim = next(t for t in _training(trials) if t.user_attrs[WORKER_ATTR]["pid"] != proc.pid)
+        os.kill(victim.user_attrs[WORKER_ATTR]["pid"], signal.SIGKILL)
+        marked = _wait_for(proc, load_study, storage, lambda ts: ts[victim.number].state != TrialState.RUNNING,
+                           "the killed worker's trial was marked", timeout_s=20)[victim.number]
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert outcome_of(marked) == "interrupted"
+    assert proc.returncode == 0, err[-3000:]
+    trials = load_study(storage).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert sum(outcome_of(t) in ("complete", "stopped", "failed") for t in trials) == 4
+    retry = [t for t in trials if t.user_attrs.get("mbnas.retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].params == victim.params and outcome_of(retry[0]) != "interrupted"
+    assert (f"1 worker lost (pid {victim.user_attrs[WORKER_ATTR]['pid']}, signal 9, SIGKILL): its trial "
+            f"{victim.number} retried as {retry[0].number}") in out, out[-2000:]
+
+
+def test_a_candidate_that_kills_its_worker_twice_is_failed_and_not_retried(tmp_path):
+    """The retry of an interrupted trial is interrupted too: recorded as failed with the reason,
+    counted as trained, and neither retried nor proposed again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas.search import outcome_of
+    from nas.search.study import RETRY_OF_ATTR, WORKER_ATTR, _identity, next_retry, open_storage, recover_interrupted
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=storage, study_name="s", directions=["maximize", "minimize"])
+    gone = {**_identity(), "pid": 2**22 + 7, "started": "0"}  # a worker of this machine that no longer runs
+
+    def running(attrs):
+        t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        for k, v in {WORKER_ATTR: gone, **attrs}.items():
+            t.set_user_attr(k, v)
+        return t
+
+    first = running({})
+    assert recover_interrupted(study, storage) == [first.number]
+    assert outcome_of(study.trials[first.number]) == "interrupted"
+    number, params = next_retry(study)
+    assert number == first.number and params == study.trials[first.number].params
+    study.enqueue_trial(params, user_attrs={RETRY_OF_ATTR: number})
+    again = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert again.user_attrs[RETRY_OF_ATTR] == first.number and again.params == params
+    again.set_user_attr(WORKER_ATTR, gone)
+    assert recover_interrupted(study, storage) == [again.number]
+    t = study.trials[again.number]
+    assert t.state == TrialState.FAIL and outcome_of(t) == "failed"
+    assert "killed its worker twice" in t.user_attrs["mbnas.failure"]
+    assert next_retry(study) is None
+
+
 def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load_study, tmp_path):
     """``kill``/``timeout``/a scheduler stop a ``--jobs 2`` search as Ctrl-C does: the process exits,
     its worker is stopped too (not left training), and both running trials are marked interrupted."""
