@@ -62,7 +62,7 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     summary = summarize(study, meta)
     bar = ProgressBar(cfg.trials, summary.trained, enabled=cfg.progress)
-    liveness = Liveness()
+    liveness = Liveness(recover=lambda: recover_interrupted(study, prep.storage))
     rejected_in_row, errors = 0, ErrorStreak()
     threads = torch.get_num_threads()  # train_plan sets ctx.threads; give the caller's setting back
     try:

@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nas.distill.settings import RECIPE_MADE_BY
 from nas.errors import UserError, check_choice
@@ -457,13 +457,14 @@ def _worker_alive(worker: dict[str, Any]) -> bool | None:
 
 
 class Liveness:
-    """Marks the trials this process trains as alive, from a daemon thread.
+    """Marks the trials this process trains as alive, from a daemon thread; with ``recover``, also
+    calls it at every beat (``recover_interrupted``: other workers' trials whose worker is gone).
 
     ``claim(trial)`` right after ``study.ask()``; ``release(trial)`` before telling its result.
     """
 
-    def __init__(self, interval_s: float = HEARTBEAT_S) -> None:
-        self.interval_s = interval_s
+    def __init__(self, interval_s: float = HEARTBEAT_S, recover: Callable[[], object] | None = None) -> None:
+        self.interval_s, self.recover = interval_s, recover
         self.identity = _identity()
         self._trials: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -490,6 +491,11 @@ class Liveness:
                 try:
                     t.set_user_attr(HEARTBEAT_ATTR, time.time())
                 except Exception:  # finished meanwhile, or the database is briefly unreachable
+                    pass
+            if self.recover is not None:  # another worker's trial whose heartbeat lapsed: marked now, not
+                try:                      # when this worker's own trial ends
+                    self.recover()
+                except Exception:
                     pass
 
     def close(self) -> None:
