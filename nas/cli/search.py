@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Multi-objective search: each trial samples a candidate, predicts its latency on the device "
                     "profile (rejecting it before training when over --latency-budget-ms), distils it from the "
                     "space's teacher and scores it. Results go to an Optuna study; rerunning the same command "
-                    "resumes it (a trial whose worker was killed is marked failed; a new trial takes its place).")
+                    "resumes it (a trial whose worker was killed is marked interrupted and its candidate retried once).")
     p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
     p.add_argument("--strategy", default="progressive",
                    help="knowledge transfer: progressive (default), joint, auxiliary, theseus, theseus-constant, "
@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mlm = a task-agnostic score on held-out text (--score; default); downstream = held-out "
                         "accuracy on the labelled sentences after a short fine-tune")
     p.add_argument("--score", choices=SCORES,
-                   help="task-agnostic score of --objective mlm (default: the one that best separates candidates "
-                        "at the demo budget, see README 'Scores'); part of the study's identity")
+                   help="task-agnostic score of --objective mlm (default block_fidelity; README 'Scores' says how "
+                        "well each ranks candidates like a ground truth); part of the study's identity")
     p.add_argument("--device-profile", default="pixel4-cpu-tflite", metavar="PROFILE",
                    help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency devices' lists them)")
     p.add_argument("--latency-budget-ms", type=float, metavar="MS",

@@ -5,7 +5,6 @@ by process group, and keep every file under a temp folder."""
 from __future__ import annotations
 
 import os
-import pwd
 import sys
 import secrets
 import shutil
@@ -167,47 +166,17 @@ def test_ray_head_and_worker_on_loopback(ray_cluster, run_mbnas, smoke_search, l
 # PostgreSQL: two search processes on one study
 @pytest.fixture
 def postgres():
-    """URL of a throwaway PostgreSQL server on 127.0.0.1 (unix socket in its temp folder)."""
+    """URL of a throwaway PostgreSQL server on 127.0.0.1 (benchmarks/_postgres.py)."""
     pytest.importorskip("psycopg2", reason="the postgres extra is not installed")
-    pg_bin = Path("/usr/lib/postgresql/15/bin")
-    initdb = shutil.which("initdb") or (str(pg_bin / "initdb") if (pg_bin / "initdb").exists() else None)
-    if initdb is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
-    pg_ctl = shutil.which("pg_ctl") or str(Path(initdb).with_name("pg_ctl"))
-    base = Path(tempfile.mkdtemp(prefix="mbnas-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run a PostgreSQL server as")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_ports(1)[0]
-    data = base / "data"
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from benchmarks._postgres import ThrowawayPostgres, Unavailable
 
-    def run(*cmd: str) -> None:
-        p = subprocess.run([*as_user, *cmd], capture_output=True, text=True, timeout=120, cwd=base)
-        assert p.returncode == 0, f"{cmd[0]}: {p.stdout[-1500:]} {p.stderr[-1500:]}"
-
-    started = False
     try:
-        run(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-        run(pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "60", "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-        started = True
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        conn.cursor().execute("CREATE DATABASE mbnas")
-        conn.close()
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mbnas"
-    finally:
-        if started:
-            subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                           capture_output=True, timeout=60, cwd=base)
-        shutil.rmtree(base, ignore_errors=True)
+        server = ThrowawayPostgres()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    with server:
+        yield server.url
 
 
 def test_workers_opening_one_new_postgresql_study_at_once_agree_on_its_settings(postgres):
