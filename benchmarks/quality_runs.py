@@ -3,8 +3,8 @@
     MBNAS_TEACHER_SPILL_DIR=... python benchmarks/quality_runs.py [--jobs 2] [--gt-precision bf16]
 
 recipe.py's data and release parts, transfer_strategies.py's runs (3 seeds), then ground_truth.py's runs interleaved with
-proxy_validity.py's cheap-score runs of the same candidates (ground truth of the 8 norm-pair
-candidates in both seeds first). Each run lands in its own benchmark's runs file as it finishes;
+proxy_validity.py's cheap-score runs of the same candidates, in blocks of 8 (the norm-pair
+candidates' seed 0, then their seed 1, then the rest). Each run lands in its own benchmark's runs file as it finishes;
 afterwards (or at any time) each script's ``--report`` (recipe.py: ``report``) writes its table.
 Kill it at any time: a rerun does only the missing runs.
 """
@@ -37,8 +37,11 @@ def main() -> int:
     gs, ps = RunsFile(ground_truth.RUNS, "ground-truth"), RunsFile(proxy_validity.RUNS, "proxy-validity")
     gt = [(gs, k, s) for k, s in ground_truth.plan(space, ("main",), args.gt_precision) if k not in gs.done]
     cheap = [(ps, k, s) for k, s in proxy_validity.plan(space, args.proxy_precision) if k not in ps.done]
-    first = 2 * len(ground_truth.NORM_PAIRS) * len(ground_truth.SEEDS)
-    todo += gt[:first] + cheap[:first] + gt[first:] + cheap[first:]
+    # in blocks of the norm pairs' 8 candidates: ground truth of a seed, then the same candidates' cheap
+    # scores, so that a queue cut short still yields a comparison (one seed first), then the rest
+    block = 2 * len(ground_truth.NORM_PAIRS)
+    for i in range(0, max(len(gt), len(cheap)), block):
+        todo += gt[i:i + block] + cheap[i:i + block]
     todo += [(gs, k, s) for k, s in ground_truth.plan(space, ("stability",), args.gt_precision) if k not in gs.done]
     print(f"{len(todo)} runs queued", flush=True)
     run_queue(todo, args.jobs)
