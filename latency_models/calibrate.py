@@ -158,9 +158,9 @@ def other_host(prof: DeviceProfile) -> str | None:
     if not prof.device.startswith("host CPU ("):
         return None
     cpu = _cpu_model()
-    if cpu in prof.device:
-        return None
     there = prof.device.removeprefix("host CPU (").rsplit("), ", 1)[0]  # "host CPU (<model>), one core (x86_64)"
+    if cpu == there:  # the whole name: "Intel(R) Xeon(R) Processor" is part of "... Processor @ 2.80GHz"
+        return None
     return (f"note: {prof.name} was measured on {there}; this machine is {cpu}: its predictions are that CPU's "
             f"(time a few models here with 'mbnas latency measure')")
 

@@ -145,3 +145,6 @@ def test_a_host_profile_from_another_cpu_says_so():
     assert other_host(here) is None and other_host(load_profile("pixel4-cpu-tflite")) is None
     note = other_host(there)
     assert note and "measured on Imaginary(R) CPU 9000; this machine is " + _cpu_model() in note
+    # a CPU whose name is part of the profile's is another CPU (it was taken for the same one)
+    longer = DeviceProfile.from_dict({**host.to_dict(), "device": f"host CPU ({_cpu_model()} @ 9.99GHz), one core"})
+    assert other_host(longer) is not None
