@@ -1,4 +1,4 @@
-"""Drive the dashboard in headless Debian Chromium (FACTS.md section 5): the end-to-end test, the
+"""Drive the dashboard in headless Debian Chromium (docs/FACTS.md section 5): the end-to-end test, the
 scale benchmark and the README screenshot share this.
 
     python -m dashboard.browser --storage URL [--study S] --out docs/dashboard.png

@@ -5,7 +5,7 @@
     (architectures the fit never saw, paper-shape candidates among them).
 
 ``pixel4-cpu-tflite``
-    Four verified Pixel 4 latencies (FACTS.md section 1) cannot fit 21 op costs. They fit two
+    Four verified Pixel 4 latencies (docs/FACTS.md section 1) cannot fit 21 op costs. They fit two
     numbers over the op-level shape learned on the host runtime (``calibrate_scaled``). That shape is
     ``transfer_shape``: the host costs refitted without the L2-spill term (``features.CACHE_FEATURES``),
     whose size is the host's cache, not the phone's, and four points cannot fit the phone's own.

@@ -4,7 +4,7 @@ teacher through one small, documented patch.
 Why the patch: in IB-BERT_LARGE the attention reads the 512-d block input and runs at the 1,024-d
 intra-block width. transformers sizes ``query``/``key`` by ``true_hidden_size`` (the intra width)
 but, with both bottleneck-attention flags off, feeds them the block input (``hidden_size``): a
-shape error (FACTS.md section 5). ``widen_block_qk`` replaces those two linears with
+shape error (docs/FACTS.md section 5). ``widen_block_qk`` replaces those two linears with
 ``Linear(hidden_size, all_head_size)``; nothing else changes, so every hook (attentions, hidden
 states) and the safetensors layout stay those of stock transformers.
 """
@@ -32,7 +32,7 @@ def build_masked_lm(c: Candidate, attn_implementation: str = "eager", seed: int 
     """A freshly initialised ``MobileBertForMaskedLM`` for ``c``.
 
     ``eager`` attention by default: SDPA silently returns no attention maps, and attention
-    transfer needs them (FACTS.md section 5).
+    transfer needs them (docs/FACTS.md section 5).
     """
     import torch
     from transformers import MobileBertForMaskedLM

@@ -1,4 +1,4 @@
-"""Named reference architectures (MobileBERT paper, Table 1; FACTS.md section 1).
+"""Named reference architectures (MobileBERT paper, Table 1; docs/FACTS.md section 1).
 
 ``paper_params_m`` is the paper's parameter count. Ours (``nas.ops.count``) counts
 ``MobileBertModel`` without pooler or task head; the paper does not say what it counts, and the two
@@ -53,7 +53,7 @@ REFERENCES: dict[str, Reference] = {
     ]
 }
 
-# Pixel 4 ablation points of FACTS.md that were recalled, not checked against the paper's table:
+# Pixel 4 ablation points of docs/FACTS.md that were recalled, not checked against the paper's table:
 # shown, never fitted by default.
 UNVERIFIED_PIXEL4_MS: dict[str, tuple[Candidate, float]] = {
     "mobilebert-layernorm-relu": (REFERENCES["mobilebert"].candidate.replace(norm="layer_norm",

@@ -1,6 +1,6 @@
 """The fixed IB-BERT teacher: pre-train it once, pin it by content hash, reuse it everywhere.
 
-No IB-BERT checkpoint was ever released (FACTS.md), so the tool trains its own with masked-LM on
+No IB-BERT checkpoint was ever released (docs/FACTS.md), so the tool trains its own with masked-LM on
 the pinned corpus. A teacher is a folder::
 
     model.safetensors   weights (stock MobileBertForMaskedLM layout + the widened Q/K)
@@ -45,7 +45,7 @@ class TeacherRecipe:
 
     steps: optimiser steps; batch_size: sequences per step (seq length is the space's);
     lr: AdamW peak learning rate, reached after ``warmup`` steps, then linear decay to 0 over the run
-    (planned over the whole run: measured best at CPU scale, FACTS.md section 6).
+    (planned over the whole run: measured best at CPU scale, docs/FACTS.md section 6).
     eval_batches: held-out batches of the final score.
     """
 
@@ -59,7 +59,7 @@ class TeacherRecipe:
 
 
 # A space file's ``budget.teacher`` overrides these fields (search_spaces/builtin/*.yaml): demo's is the
-# 4-layer recipe measured on this machine (FACTS.md section 6: seq 64, batch 64, AdamW 3e-3, linear
+# 4-layer recipe measured on this machine (docs/FACTS.md section 6: seq 64, batch 64, AdamW 3e-3, linear
 # decay planned over the whole run); mobilebert's the paper shape, for a GPU.
 DEFAULT_RECIPE = TeacherRecipe(steps=5000, batch_size=64, lr=1e-3, warmup=500)
 

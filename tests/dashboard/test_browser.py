@@ -1,4 +1,4 @@
-"""End to end: ``mbnas dashboard`` on 127.0.0.1, driven by headless Debian Chromium (FACTS.md section 5).
+"""End to end: ``mbnas dashboard`` on 127.0.0.1, driven by headless Debian Chromium (docs/FACTS.md section 5).
 
 Counts the points the browser actually drew in the Pareto trace and compares them with Optuna's own
 ``study.best_trials`` (``dashboard.browser``). Set ``MBNAS_DASHBOARD_SCREENSHOT=path.png`` to keep

@@ -21,7 +21,7 @@ def _demo_candidates():
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_reference_params_match_paper(name):
-    """Paper counts (Table 1) within 3%: the paper does not say what it counts (FACTS.md)."""
+    """Paper counts (Table 1) within 3%: the paper does not say what it counts (docs/FACTS.md)."""
     ref = REFERENCES[name]
     ours = count(ref.candidate).params_m
     assert abs(ours / ref.paper_params_m - 1) < 0.03, (name, ours, ref.paper_params_m)
@@ -32,7 +32,7 @@ def test_reference_counts_pinned():
     got = {n: count(r.candidate).params for n, r in REFERENCES.items()}
     assert got == {"mobilebert": 24_581_888, "mobilebert-tiny": 15_485_696, "mobilebert-no-opt": 24_581_888,
                    "ib-bert-large": 294_205_184, "bert-base": 109_482_240}
-    assert count(REFERENCES["mobilebert"].candidate).macs == 2_692_743_168  # ~2.7 GMACs (FACTS.md)
+    assert count(REFERENCES["mobilebert"].candidate).macs == 2_692_743_168  # ~2.7 GMACs (docs/FACTS.md)
 
 
 @pytest.mark.parametrize("c", _demo_candidates() + [REFERENCES["mobilebert-tiny"].candidate],

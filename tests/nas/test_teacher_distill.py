@@ -25,7 +25,7 @@ def test_teacher_files_and_hash(smoke_teacher_dir, teacher):
     meta = json.loads((smoke_teacher_dir / "teacher.json").read_text())
     assert {"sha256", "data_hash", "recipe", "heldout", "command"} <= set(meta)
     assert smoke_teacher_dir.name == f"smoke-{meta['sha256'][:12]}" and teacher.hash == meta["sha256"][:12]
-    # pre-training learned something: better than predicting a frequent token (~5.5%, FACTS.md)
+    # pre-training learned something: better than predicting a frequent token (~5.5%, docs/FACTS.md section 6)
     assert meta["heldout"]["heldout_ce"] < 10.3  # ln(30522) = 10.33: uniform guessing
 
 
