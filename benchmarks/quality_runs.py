@@ -25,7 +25,7 @@ from benchmarks._train import run_queue, teacher_of  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--gt-precision", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--gt-precision", choices=("fp32", "bf16"), default=ground_truth.GT_PRECISION)
     ap.add_argument("--proxy-precision", choices=("fp32", "bf16"), default="fp32")
     args = ap.parse_args()
     space, _ = teacher_of("demo")
