@@ -82,6 +82,13 @@ class RunsFile:
         self.path, self.code = Path(path), code
         self.reload()
 
+    @classmethod
+    def appender(cls, path: str | Path, code: str) -> "RunsFile":
+        """One that only appends (a worker process: the parent read the file)."""
+        store = cls.__new__(cls)
+        store.path, store.code, store.done = Path(path), code, {}
+        return store
+
     def reload(self) -> None:
         """Read the finished runs again (after other processes appended to the file)."""
         import json

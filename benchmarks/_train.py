@@ -55,7 +55,7 @@ def train_run(spec: dict) -> dict:
         from nas.distill.downstream import evaluate_downstream
 
         t0 = time.time()
-        ds = s.replace(objective="downstream", downstream_steps=spec["downstream"], lr=s.lr)
+        ds = s.replace(objective="downstream", downstream_steps=spec["downstream"])
         out["scores"]["downstream_accuracy"], out["downstream_data"] = evaluate_downstream(r.student, c, ds)
         out["downstream_s"] = time.time() - t0
     return out
@@ -67,8 +67,7 @@ def _worker(queue) -> None:
 
     while (item := queue.get()) is not None:
         runs_path, code, key, spec = item
-        store = RunsFile.__new__(RunsFile)  # append only: the parent read the file
-        store.path, store.code, store.done = Path(runs_path), code, {}
+        store = RunsFile.appender(runs_path, code)
         t0 = time.time()
         try:
             rec = train_run(spec)
