@@ -56,7 +56,7 @@ def train_run(spec: dict) -> dict:
 
         t0 = time.time()
         ds = s.replace(objective="downstream", downstream_steps=spec["downstream"])
-        out["scores"]["downstream_accuracy"], out["downstream_data"] = evaluate_downstream(r.student, c, ds)
+        out["scores"]["downstream_accuracy"], out["downstream_data"] = evaluate_downstream(r.student, c, ds, teacher.vocab)
         out["downstream_s"] = time.time() - t0
     return out
 

@@ -4,7 +4,7 @@
 
     config.json          a stock MobileBertConfig (architectures: MobileBertForMaskedLM)
     model.safetensors    the trained student, exactly as the search saved it
-    vocab.txt            the BERT uncased WordPiece vocabulary it was trained with
+    vocab.txt            the WordPiece vocabulary it was trained with (the space's: BERT uncased, news-wiki-4k, ...)
     architecture.json    the candidate, every score with the data it was measured on, the predicted
                          latency with its profile and error, the teacher hash and the strategy
     model.tflite         optional (``tflite=True``; needs the ``litert`` extra)
@@ -193,7 +193,8 @@ def architecture_record(rec, meta, score: float, latency_ms: float, study_name: 
 
 def export_trial(study, out: Path, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
                  tflite: bool = False, storage_url: str | None = None, force: bool = False) -> Exported:
-    from nas.data.tokenizer import vocab_path
+    from nas.data.tokenizer import get_vocab
+    from nas.vocab import BERT_VOCAB
 
     meta = StudyMeta.from_study(study)
     if meta is None:
@@ -220,16 +221,17 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
         converter()  # the missing extra is one line before anything is written
     c = rec.candidate
     arch = architecture_record(rec, meta, v.values[0], v.values[1], study.study_name, v.number, storage_url)
-    arch["tokenizer"] = "BERT uncased WordPiece (vocab.txt); lower-case the text, [CLS] text [SEP]"
+    vocab = get_vocab(meta.space.get("vocab", BERT_VOCAB))  # the space's: its teacher's, so every student's
+    arch["tokenizer"] = f"{vocab.label} (vocab.txt, sha256 {vocab.short}); lower-case the text, [CLS] text [SEP]"
     files = [CONFIG, WEIGHTS, VOCAB, ARCH] + ([TFLITE] if tflite else [])
     out = Path(out)
     # the study's run folder holds every trial's folder (without a recorded one: this trial's)
     keep = {"the study's run folder": Path(meta.run_dir or trained_dir),
-            "the tokenizer's vocabulary folder": vocab_path().parent}
+            "the tokenizer's vocabulary folder": vocab.path.parent}
     with _staged(out, force, keep) as stage:
         _write_config(c, stage)
         shutil.copyfile(weights, stage / WEIGHTS)
-        shutil.copyfile(vocab_path(), stage / VOCAB)
+        shutil.copyfile(vocab.path, stage / VOCAB)
         try:
             diff = _max_abs_diff(trained_dir, stage, c.seq_len) if (trained_dir / CONFIG).exists() else None
         except (RuntimeError, ValueError, OSError) as exc:  # e.g. transformers' size-mismatch report

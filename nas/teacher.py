@@ -5,6 +5,8 @@ the pinned corpus. A teacher is a folder::
 
     model.safetensors   weights (stock MobileBertForMaskedLM layout + the widened Q/K)
     config.json         MobileBertConfig with ``ib_bert_block_qk: true``
+    vocab.txt           the WordPiece vocabulary its ids are in (teachers from before 0.4 have none:
+                        theirs is BERT uncased)
     teacher.json        space, candidate, recipe, data hash, held-out scores, sha256 of the weights,
                         and the exact command that reproduces it
 
@@ -36,7 +38,7 @@ from nas.device import autocast_for
 from nas.errors import UserError
 
 ASSET_DIR = Path(__file__).parent / "assets" / "teachers"
-WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "teacher.json"
+WEIGHTS, CONFIG, META, VOCAB = "model.safetensors", "config.json", "teacher.json", "vocab.txt"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class TeacherRecipe:
     lr: AdamW peak learning rate, reached after ``warmup`` steps, then linear decay to 0 over the run
     (planned over the whole run: measured best at CPU scale, docs/FACTS.md section 6).
     eval_batches: held-out batches of the final score.
+    precision: arithmetic of the training steps (``nas.device.PRECISIONS``; the held-out score is fp32).
     """
 
     steps: int
@@ -56,6 +59,7 @@ class TeacherRecipe:
     weight_decay: float = 0.01
     eval_batches: int = 40
     seed: int = 0
+    precision: str = "auto"
 
 
 # A space file's ``budget.teacher`` overrides these fields (search_spaces/builtin/*.yaml): demo's is the
@@ -78,6 +82,42 @@ class Teacher:
     hash: str
     meta: dict[str, Any]
     path: Path
+
+    @property
+    def vocab(self):
+        """The teacher's vocabulary (``nas.data.tokenizer.Vocab``): students inherit its embeddings and
+        output layer, so their text is tokenised with it, and an export ships it."""
+        return teacher_vocab(self.path, self.meta)
+
+
+def teacher_vocab(path: Path, meta: dict[str, Any]):
+    """A teacher folder's ``vocab.txt`` (by its built-in name when it is one), checked against the
+    sha256 in teacher.json; BERT uncased for a folder from before vocabularies were choosable."""
+    from nas.data.tokenizer import get_vocab
+    from nas.vocab import BERT_VOCAB, VOCABS
+
+    own = path / VOCAB
+    if not own.exists():
+        if "vocab_sha256" in meta:
+            raise UserError(f"{path}: {VOCAB} is missing (teacher.json records one); restore it or retrain the teacher")
+        return get_vocab(BERT_VOCAB)
+    v = get_vocab(str(own))
+    if v.sha256 != meta.get("vocab_sha256", v.sha256):
+        raise UserError(f"{own}: sha256 {v.short} does not match the recorded {str(meta.get('vocab_sha256'))[:12]}; "
+                        f"the file was changed: restore it or retrain the teacher")
+    name = meta.get("vocab")
+    return get_vocab(name) if name in VOCABS and get_vocab(name).sha256 == v.sha256 else v
+
+
+def _vocab_fits(space, meta: dict[str, Any]) -> bool:
+    """Whether a stored teacher's vocabulary is the space's (by content)."""
+    from nas.vocab import BERT_VOCAB
+
+    if "vocab_sha256" not in meta:
+        return space.vocab == BERT_VOCAB
+    from nas.data.tokenizer import get_vocab
+
+    return meta["vocab_sha256"] == get_vocab(space.vocab).sha256
 
 
 def teachers_dir() -> Path:
@@ -114,7 +154,8 @@ def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: s
     from nas.data.corpus import heldout_batches
     from nas.mlm import evaluate_mlm
 
-    scores = evaluate_mlm(model, heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches),
+    scores = evaluate_mlm(model, heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches,
+                                                 vocab=corpus.vocab),
                           device=device)
     log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
         f"({scores.n_masked:,} masked positions)")
@@ -140,7 +181,7 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
 
     recipe = recipe or recipe_for(space)
     cand = space.teacher
-    corpus = corpus_for(corpus_files)
+    corpus = corpus_for(corpus_files, vocab=space.vocab)
     corpus.check_windows(cand.seq_len)  # before the training, not after it (the held-out score needs one)
     _check_batch(recipe.batch_size, cand, corpus, device, log)
     torch.manual_seed(recipe.seed)
@@ -150,8 +191,9 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
-    batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(recipe.seed))
-    amp = autocast_for(device)
+    batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(recipe.seed),
+                               vocab=corpus.vocab)
+    amp = autocast_for(device, recipe.precision)
 
     t0 = time.time()
     tokens = 0
@@ -177,7 +219,7 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     meta = {
         "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
         "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
-        "data_hash": corpus.data_hash, "data": corpus.shown,
+        "data_hash": corpus.data_hash, "data": corpus.shown, **_vocab_meta(corpus.vocab),
         "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log),
         **_provenance(command), "torch": torch.__version__,
     }
@@ -226,11 +268,25 @@ def save_weights(model, path: Path) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+def _vocab_meta(vocab) -> dict[str, str]:
+    """What teacher.json records of the vocabulary: its name (a built-in's, or the file the space named)
+    and the sha256 of the copy kept beside the weights."""
+    return {"vocab": vocab.name, "vocab_sha256": vocab.sha256}
+
+
 def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None = None) -> Teacher:
-    """Write the three files; the folder is named ``<space>-<hash>`` under ``out`` (default cache)."""
+    """Write the four files; the folder is named ``<space>-<hash>`` under ``out`` (default cache).
+    ``meta`` names the vocabulary (``_vocab_meta``); its file is copied in, so the folder stands alone."""
+    import shutil
+
+    from nas.data.tokenizer import get_vocab
+    from nas.vocab import BERT_VOCAB
+
     root = Path(out) if out else teachers_dir()
     tmp = root / f".tmp-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    vocab = get_vocab(meta.get("vocab", BERT_VOCAB))
+    shutil.copyfile(vocab.path, tmp / VOCAB)
     save_weights(model, tmp / WEIGHTS)
     digest = sha256_file(tmp / WEIGHTS)
     model.config.to_json_file(str(tmp / CONFIG))
@@ -238,7 +294,6 @@ def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None 
     (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     final = root / f"{meta['space']}-{digest[:12]}"
     if final.exists():  # same weights already stored: keep the first copy
-        import shutil
         shutil.rmtree(tmp)
     else:
         tmp.rename(final)
@@ -273,10 +328,17 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
                         f"space '{space.name}''s teacher {space.teacher.label}; choose the space it was trained for")
     model = build_masked_lm(cand)
     _load_weights(model, weights)
-    heldout = _heldout_record(model.to(device), corpus_for(corpus_files), cand,
-                              recipe_for(space).eval_batches, device, log)
+    corpus = corpus_for(corpus_files, vocab=space.vocab)
+    if (src / VOCAB).is_file():
+        from nas.data.tokenizer import get_vocab
+
+        theirs = get_vocab(str((src / VOCAB).resolve()))
+        if theirs.sha256 != corpus.vocab.sha256:
+            raise UserError(f"{src / VOCAB}: not the vocabulary of space '{space.name}' ({corpus.vocab.label}); "
+                            f"its ids would mean other word pieces: choose the space it was trained for")
+    heldout = _heldout_record(model.to(device), corpus, cand, recipe_for(space).eval_batches, device, log)
     meta = {"space": space.name, "candidate": cand.to_dict(), "imported_from": str(src.resolve()),
-            "data": "not recorded (imported)", "heldout": heldout, **_provenance(command)}
+            "data": "not recorded (imported)", **_vocab_meta(corpus.vocab), "heldout": heldout, **_provenance(command)}
     return save_teacher(model.cpu(), cand, meta, out)
 
 
@@ -365,7 +427,7 @@ def find_teacher(space) -> Path | None:
     """The newest cached teacher for this space's shape, else the built-in one shipped with the package."""
     want = space.teacher.replace(name=None)
     found = [(root == teachers_dir(), meta.get("created", ""), folder)
-             for root, folder, meta, cand in _stored_teachers() if cand == want]
+             for root, folder, meta, cand in _stored_teachers() if cand == want and _vocab_fits(space, meta)]
     if not found:
         return None
     return max(found)[2]  # a user's own teacher wins over the shipped one; newest first
@@ -380,10 +442,16 @@ def _other_shapes(space) -> str:
 
 def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> Teacher:
     if path is not None:
-        return load_teacher_dir(Path(path), device, expect=space.teacher)
+        t = load_teacher_dir(Path(path), device, expect=space.teacher)
+        if not _vocab_fits(space, t.meta):
+            raise UserError(f"{path}: teacher {t.hash} reads {t.vocab.label}, space '{space.name}' is in vocab "
+                            f"{space.vocab}: its ids would mean other word pieces; train one with 'mbnas teacher "
+                            f"train --space {space.ref}'")
+        return t
     found = find_teacher(space)
     if found is None:
-        raise UserError(f"no teacher of shape {space.teacher.label} (space '{space.name}''s teacher block, "
+        vocab = "" if space.vocab == "bert-uncased" else f" and vocab {space.vocab}"
+        raise UserError(f"no teacher of shape {space.teacher.label}{vocab} (space '{space.name}''s teacher block, "
                         f"{space.source}): run 'mbnas teacher train --space {space.ref}' "
                         f"(or pass --teacher DIR){_other_shapes(space)}")
     return load_teacher_dir(found, device, expect=space.teacher)

@@ -9,8 +9,9 @@ A space file is YAML (``yaml.safe_load`` only)::
       hidden_size: 128      # inter-block width (the transferred feature map)
       embedding_size: 64
       num_heads: 4
-      vocab_size: 30522
+      vocab_size: 30522     # = the lines of the vocabulary below
       seq_len: 64
+    vocab: bert-uncased     # optional (this is the default): bert-uncased, news-wiki-4k or a vocab.txt path
     teacher:                # the IB-BERT teacher's own block (attention: block = Q/K/V from the block input)
       intra_size: 256
       num_ffn: 1
@@ -55,13 +56,14 @@ from nas.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_mu
 from nas.errors import UserError
 from nas.files import builtin_names, builtin_or_file, read_user_text
 from nas.ops import count, mha_params_per_block
+from nas.vocab import BERT_VOCAB, VOCABS, vocab_size_of
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 FIXED_FIELDS = ("num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size", "seq_len")
 TEACHER_FIELDS = ("intra_size", "num_ffn", "intermediate_size", "norm", "act", "attention")
 SEARCH_FIELDS = ("intra_size", "num_ffn", "mha_ffn_ratio", "norm", "act", "attention")
-TOP_FIELDS = ("name", "description", "fixed", "teacher", "search", "ffn_multiple", "constraints", "budget")
+TOP_FIELDS = ("name", "description", "fixed", "vocab", "teacher", "search", "ffn_multiple", "constraints", "budget")
 # budget.distill: the DistillSettings fields that size one candidate's training and scoring
 # budget.teacher: the TeacherRecipe fields (nas.teacher) of the teacher's pre-training
 DISTILL_BUDGET_INTS = ("layer_steps", "pd_steps", "batch_size", "transfer_batches", "eval_batches",
@@ -69,6 +71,7 @@ DISTILL_BUDGET_INTS = ("layer_steps", "pd_steps", "batch_size", "transfer_batche
 DISTILL_BUDGET_RATES = ("lr", "downstream_lr", "warmup")
 TEACHER_BUDGET_INTS = ("steps", "batch_size", "warmup", "eval_batches")
 TEACHER_BUDGET_RATES = ("lr", "weight_decay")
+TEACHER_BUDGET_CHOICES = {"precision": ("auto", "fp32", "bf16")}  # nas.device.PRECISIONS
 CONSTRAINT_FIELDS = ("mha_ffn_ratio", "max_params_m", "max_gflops")
 _CATEGORICAL = {"norm": NORMS, "act": ACTIVATIONS, "attention": ("shared_qk", "bottleneck")}
 
@@ -161,6 +164,7 @@ class SearchSpace:
     source: str = "<builtin>"
     distill_budget: dict[str, Any] = field(default_factory=dict)  # DistillSettings fields (budget.distill)
     teacher_budget: dict[str, Any] = field(default_factory=dict)  # TeacherRecipe fields (budget.teacher)
+    vocab: str = BERT_VOCAB  # a built-in vocabulary's name (nas.vocab.VOCABS) or a vocab.txt's absolute path
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -242,6 +246,8 @@ class SearchSpace:
         out = {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
                "teacher": dict(self.teacher_block), "search": dims, "ffn_multiple": self.ffn_multiple,
                "constraints": cons}
+        if self.vocab != BERT_VOCAB:  # only when set: studies made before vocabularies were choosable resume
+            out["vocab"] = self.vocab
         # always written, empty parts meaning the defaults: a study keeps this dict, and one without a
         # 'budget' is then surely from before budgets lived in space files (nas.search.study._space_diff)
         out["budget"] = {"distill": dict(self.distill_budget), "teacher": dict(self.teacher_budget)}
@@ -349,11 +355,16 @@ def _budget(source: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     out = []
     for part, ints, rates in (("distill", DISTILL_BUDGET_INTS, DISTILL_BUDGET_RATES),
                               ("teacher", TEACHER_BUDGET_INTS, TEACHER_BUDGET_RATES)):
-        given = _mapping(source, f"budget.{part}", raw.get(part) or {}, ints + rates)
+        choices = TEACHER_BUDGET_CHOICES if part == "teacher" else {}
+        given = _mapping(source, f"budget.{part}", raw.get(part) or {}, ints + rates + tuple(choices))
         checked: dict[str, Any] = {}
         for k, v in given.items():
             where = f"budget.{part}.{k}"
-            if k in ints:
+            if k in choices:
+                if v not in choices[k]:
+                    raise _err(source, where, f"{v!r} is not allowed; allowed: {list(choices[k])}")
+                checked[k] = v
+            elif k in ints:
                 checked[k] = _int(source, where, v, low=0 if k in ("pd_steps", "warmup", "transfer_batches") else 1)
             else:
                 checked[k] = _num(source, where, v)
@@ -361,6 +372,24 @@ def _budget(source: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
                     raise _err(source, where, f"must be {'> 0' if k.endswith('lr') else '>= 0'}, got {v}")
         out.append(checked)
     return out[0], out[1]
+
+
+def _vocab(source: str, v: Any, vocab_size: int) -> str:
+    """A built-in vocabulary's name, or a vocab.txt path (relative to the space file) made absolute;
+    its size must be ``fixed.vocab_size``, the rows of every candidate's embedding and output layer."""
+    if not isinstance(v, str) or not v:
+        raise _err(source, "vocab", f"must be one of {', '.join(VOCABS)} or a vocab.txt path, got {v!r}")
+    if v not in VOCABS:
+        path = Path(v).expanduser()
+        if not path.is_absolute() and Path(source).is_file():  # relative to the space file, as a user reads it
+            path = Path(source).resolve().parent / path
+        if not path.is_file():
+            raise _err(source, "vocab", f"{v!r} is neither a built-in vocabulary ({', '.join(VOCABS)}) nor a file")
+        v = str(path.resolve())
+    size = vocab_size_of(v)
+    if size != vocab_size:
+        raise _err(source, "fixed.vocab_size", f"{vocab_size} does not match vocab {v} ({size:,} pieces); set it to {size}")
+    return v
 
 
 def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
@@ -379,6 +408,7 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
     # seq_len: a window is [CLS] + at least one token + [SEP]
     fixed = {k: _int(source, f"fixed.{k}", fixed[k], low=3 if k == "seq_len" else 1) for k in FIXED_FIELDS}
 
+    vocab = _vocab(source, raw.get("vocab", BERT_VOCAB), fixed["vocab_size"])
     teacher = _mapping(source, "teacher", raw["teacher"], TEACHER_FIELDS, required=TEACHER_FIELDS)
     for k in ("intra_size", "num_ffn", "intermediate_size"):
         _int(source, f"teacher.{k}", teacher[k])
@@ -419,7 +449,7 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
     try:
         space = SearchSpace(name=name, description=description, fixed=fixed, teacher_block=dict(teacher),
                             dimensions=dims, ffn_multiple=ffn_multiple, constraints=cons, source=source,
-                            distill_budget=distill_budget, teacher_budget=teacher_budget)
+                            distill_budget=distill_budget, teacher_budget=teacher_budget, vocab=vocab)
         space.teacher  # validates the teacher's shape
     except UserError as exc:
         raise UserError(f"{source}: {exc}") from None

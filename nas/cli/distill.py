@@ -82,7 +82,7 @@ def cmd_distill(args) -> int:
     settings = DistillSettings.for_space(space, strategy=args.strategy, objective=args.objective,
                                          device=args.device, seed=args.seed, precision=args.precision, **over,
                                          **data_settings(args))
-    corpus = corpus_for(settings.corpus)  # loaded once: checked here, trained on below
+    corpus = corpus_for(settings.corpus, vocab=teacher.vocab)  # loaded once: checked here, trained on below
     _, note = user_data_of(settings, teacher, corpus)  # checks the files before any training
     if note:
         print(note, file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nas.cli.data_options import add_corpus
 from nas.cli.numbers import nonnegative_int, positive_float, positive_int, seed
-from nas.device import TRAIN_DEVICE_HELP, check_device
+from nas.device import PRECISIONS, TRAIN_DEVICE_HELP, check_device
 from nas.files import check_output_folder
 
 
@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--lr", type=positive_float, help="AdamW peak learning rate")
     tr.add_argument("--warmup", type=nonnegative_int)
     tr.add_argument("--seed", type=seed)
+    tr.add_argument("--precision", choices=PRECISIONS,
+                    help="arithmetic of the training steps: auto (bf16 on a GPU that has it, else fp32), fp32 or "
+                         "bf16 (default: the space's recipe; the held-out score is always fp32)")
     tr.add_argument("--device", default="cpu", help=TRAIN_DEVICE_HELP)
     tr.add_argument("--threads", type=positive_int, help="torch CPU threads (default: all cores)")
     add_corpus(tr, "pre-training text and the held-out score")
@@ -58,7 +61,8 @@ def cmd_train(args) -> int:
     if args.out is not None:  # before the training, not after it
         check_output_folder(args.out, "--out")
     space = load_space(args.space)
-    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed") if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "warmup", "seed", "precision")
+               if getattr(args, k) is not None}
     if not args.force and args.out is None and find_teacher(space) is not None:
         t = load_teacher(space)
         differs = _not_as_asked(t, changes, args.corpus)
@@ -92,7 +96,7 @@ def _not_as_asked(t, changes: dict, corpus) -> str | None:
     if corpus:
         from nas.data.corpus import corpus_for
 
-        if corpus_for(corpus).data_hash != t.meta.get("data_hash"):
+        if corpus_for(corpus, vocab=t.vocab).data_hash != t.meta.get("data_hash"):
             return f"it was pre-trained on {t.meta.get('data', 'other text')}, not on the --corpus files"
     return None
 

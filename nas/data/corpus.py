@@ -27,9 +27,7 @@ import numpy as np
 import torch
 
 from nas.data.sources import cache_dir, fetch, get_source
-from nas.data.tokenizer import (
-    CLS, FIRST_WORDPIECE, MASK, SEP, SPECIAL_IDS, VOCAB_SIZE, Batch, load_tokenizer, vocab_hash,
-)  # fmt: skip
+from nas.data.tokenizer import BERT_VOCAB, CLS, MASK, SEP, SPECIAL_IDS, Batch, Vocab, get_vocab, load_tokenizer
 from nas.errors import UserError
 from nas.files import first_few
 
@@ -54,6 +52,7 @@ class Corpus:
     heldout: np.ndarray  # (N_heldout,) uint16
     data_hash: str  # sha256 of train then held-out token bytes: provenance of every score
     description: str  # by content only: a study keeps it (StudyMeta.user_data), so moved or renamed files resume
+    vocab: Vocab  # the ids' vocabulary: MLM batches draw random replacements from its word pieces
     file_names: tuple[str, ...] = ()  # the user's files, for display (``shown``)
 
     @property
@@ -204,12 +203,15 @@ def load_corpus(
     sources: Sequence[str] = BUILTIN_SOURCES,
     user_files: Sequence[Path] | None = None,
     heldout_fraction: float = 0.05,
+    vocab: str | Vocab = BERT_VOCAB,
 ) -> Corpus:
-    """Train and held-out token streams for the named built-in sources plus any user files.
+    """Train and held-out token streams for the named built-in sources plus any user files, in
+    ``vocab``'s word pieces.
 
     The first call tokenises (about 7 s for news + wiki on 2 cores); later calls read the cached
     ``.npy`` files (about 20 ms).
     """
+    vocab = vocab if isinstance(vocab, Vocab) else get_vocab(vocab)
     if not 0.0 < heldout_fraction < 1.0:
         raise UserError(f"held-out fraction must be in (0, 1), got {heldout_fraction}")
     srcs = [get_source(s) for s in dict.fromkeys(sources)]
@@ -227,7 +229,7 @@ def load_corpus(
     file_hashes = [hashlib.sha256(_read_user_file(p).encode()).hexdigest() for p in files]
     key = hashlib.sha256(
         json.dumps(
-            [CLEANING_VERSION, [s.sha256 for s in srcs], file_hashes, heldout_fraction, vocab_hash()]
+            [CLEANING_VERSION, [s.sha256 for s in srcs], file_hashes, heldout_fraction, vocab.sha256]
         ).encode()
     ).hexdigest()[:16]
     folder = cache_dir() / "corpus"
@@ -237,7 +239,7 @@ def load_corpus(
         docs: list[Iterable[Document]] = [news_documents() if s.name == "news" else wiki_documents() for s in srcs]
         if files:
             docs.append(user_documents(files))
-        train, heldout = _tokenise_split((d for it in docs for d in it), heldout_fraction)
+        train, heldout = _tokenise_split((d for it in docs for d in it), heldout_fraction, vocab)
         folder.mkdir(parents=True, exist_ok=True)
         for arr, path in ((heldout, heldout_path), (train, train_path)):  # train last: it marks done
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -251,20 +253,24 @@ def load_corpus(
     description = (
         f"{' + '.join(names)}, held-out {heldout_fraction:.0%} of documents by hash, "
         f"{len(train) + len(heldout):,} tokens ({len(train):,} train / {len(heldout):,} held-out)"
-    )
-    return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description,
+    ) + ("" if vocab.name == BERT_VOCAB else f" of {vocab.label}")
+    return Corpus(train=train, heldout=heldout, data_hash=data_hash, description=description, vocab=vocab,
                   file_names=tuple(p.name for p in files))
 
 
-def corpus_for(user_files: Sequence[str | Path] | None = None) -> Corpus:
+def corpus_for(user_files: Sequence[str | Path] | None = None, vocab: str | Vocab = BERT_VOCAB) -> Corpus:
     """What ``--corpus`` means everywhere (teacher pre-training, transfer, held-out scores): the
-    user's text files alone when given, else the built-in corpus."""
-    return load_corpus(sources=(), user_files=[Path(p) for p in user_files]) if user_files else load_corpus()
+    user's text files alone when given, else the built-in corpus; tokenised with the teacher's ``vocab``."""
+    if user_files:
+        return load_corpus(sources=(), user_files=[Path(p) for p in user_files], vocab=vocab)
+    return load_corpus(vocab=vocab)
 
 
-def _tokenise_split(docs: Iterable[Document], fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def _tokenise_split(docs: Iterable[Document], fraction: float, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """Tokenise documents into two flat uint16 streams; each document is followed by [SEP]."""
-    tok = load_tokenizer()
+    if vocab.size > 2**16:
+        raise UserError(f"vocab {vocab.path}: {vocab.size:,} pieces; token streams are stored as uint16, so at most 65,536")
+    tok = load_tokenizer(vocab)
     splits: dict[bool, list[Document]] = {False: [], True: []}
     for doc in docs:
         splits[is_heldout(doc.doc_id, fraction)].append(doc)
@@ -282,7 +288,7 @@ def _tokenise_split(docs: Iterable[Document], fraction: float) -> tuple[np.ndarr
     out = []
     for held in (False, True):
         encs = tok.encode_batch([d.text for d in splits[held]], add_special_tokens=False)
-        parts = [np.array([*e.ids, SEP], dtype=np.uint16) for e in encs]  # VOCAB_SIZE < 2**16
+        parts = [np.array([*e.ids, SEP], dtype=np.uint16) for e in encs]  # vocab.size <= 2**16
         out.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16))
     return out[0], out[1]
 
@@ -291,11 +297,12 @@ def _tokenise_split(docs: Iterable[Document], fraction: float) -> tuple[np.ndarr
 # Masked-LM batches
 
 
-def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0.15) -> Batch:
+def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0.15, *, vocab: Vocab) -> Batch:
     """Wrap windows in [CLS] ... [SEP] and apply BERT masking.
 
     Each non-special token is chosen with probability ``mask_prob`` (at least one per row, so a
-    loss always exists); a chosen token becomes [MASK] 80%, a random word piece 10%, itself 10%.
+    loss always exists); a chosen token becomes [MASK] 80%, a random word piece of ``vocab`` 10%,
+    itself 10%.
     """
     b = body.shape[0]
     ids = np.concatenate(
@@ -307,7 +314,7 @@ def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0
         chosen[row, rng.choice(np.flatnonzero(maskable[row]))] = True
     labels = np.where(chosen, ids, -100)
     roll = rng.random(ids.shape)
-    random_ids = rng.integers(FIRST_WORDPIECE, VOCAB_SIZE, size=ids.shape)
+    random_ids = rng.integers(vocab.first_wordpiece, vocab.size, size=ids.shape)
     ids = np.where(chosen & (roll < 0.8), MASK, ids)
     ids = np.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
     input_ids = torch.from_numpy(ids)
@@ -315,14 +322,15 @@ def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0
 
 
 def make_mlm_batches(
-    tokens: np.ndarray, seq_len: int, batch_size: int, rng: np.random.Generator, mask_prob: float = 0.15
+    tokens: np.ndarray, seq_len: int, batch_size: int, rng: np.random.Generator, mask_prob: float = 0.15, *,
+    vocab: Vocab,
 ) -> Iterator[Batch]:
     """Endless training batches: windows of ``seq_len`` (with [CLS]/[SEP]) at random offsets."""
     body_len = _body_len(tokens, seq_len)
     while True:
         starts = rng.integers(0, len(tokens) - body_len + 1, size=batch_size)  # (B,)
         body = tokens[starts[:, None] + np.arange(body_len)]  # (B, T-2)
-        yield mask_tokens(body, rng, mask_prob)
+        yield mask_tokens(body, rng, mask_prob, vocab=vocab)
 
 
 def heldout_batches(
@@ -332,6 +340,8 @@ def heldout_batches(
     max_batches: int | None = None,
     seed: int = 0,
     mask_prob: float = 0.15,
+    *,
+    vocab: Vocab,
 ) -> list[Batch]:
     """The fixed evaluation set: same windows and same masked positions for every candidate.
 
@@ -345,7 +355,7 @@ def heldout_batches(
     starts = np.linspace(0, len(tokens) // body_len - 1, n_windows).round().astype(np.int64) * body_len
     rng = np.random.default_rng(seed)
     return [
-        mask_tokens(tokens[starts[i : i + batch_size, None] + np.arange(body_len)], rng, mask_prob)
+        mask_tokens(tokens[starts[i : i + batch_size, None] + np.arange(body_len)], rng, mask_prob, vocab=vocab)
         for i in range(0, n_windows, batch_size)
     ]
 

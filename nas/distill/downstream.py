@@ -13,17 +13,18 @@ import torch.nn.functional as F
 
 
 @lru_cache(maxsize=4)
-def _encoded(seq_len: int, csv_path: str | None):
+def _encoded(seq_len: int, csv_path: str | None, vocab):
     from nas.data.downstream import encode_split, load_downstream
     from nas.data.tokenizer import load_tokenizer
 
     data = load_downstream(Path(csv_path) if csv_path else None)
-    tok = load_tokenizer()
+    tok = load_tokenizer(vocab)
     return data, encode_split(data.train, tok, seq_len), encode_split(data.dev, tok, seq_len)
 
 
-def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[float, str]:
-    """Fine-tune a classifier on the student's encoder for ``s.downstream_steps`` steps; returns
+def evaluate_downstream(student, c, s, vocab, csv_path: str | None = None) -> tuple[float, str]:
+    """Fine-tune a classifier on the student's encoder for ``s.downstream_steps`` steps, on text
+    tokenised with ``vocab`` (the teacher's, ``nas.data.tokenizer.Vocab``); returns
     (dev accuracy, description of the data). The student itself is not changed (its config neither:
     it is what gets exported). A fine-tune whose loss or dev logits stop being finite raises
     ``Diverged``, as pre-training does: argmax over NaN logits is class 0, a fake accuracy."""
@@ -31,7 +32,7 @@ def evaluate_downstream(student, c, s, csv_path: str | None = None) -> tuple[flo
 
     from nas.distill.stage import Diverged, Stage
 
-    data, train, dev = _encoded(c.seq_len, csv_path)
+    data, train, dev = _encoded(c.seq_len, csv_path, vocab)
     cfg = copy.deepcopy(student.config)
     cfg.num_labels = data.num_labels
     clf = MobileBertForSequenceClassification(cfg)

@@ -175,7 +175,7 @@ def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, 
     from nas.data.downstream import load_downstream
     from nas.teacher import data_note
 
-    corpus = corpus or corpus_for(s.corpus)
+    corpus = corpus or corpus_for(s.corpus, vocab=teacher.vocab)
     corpus.check_windows(teacher.candidate.seq_len)  # the held-out scores need one window at least
     parts = [f"corpus: {corpus.description}, token sha256 {corpus.data_hash[:16]}"] if s.corpus else []
     if s.task_csv:

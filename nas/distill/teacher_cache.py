@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nas.data.tokenizer import Batch
+from nas.data.tokenizer import Batch, Vocab
 
 
 class TransferStream:
     """``stream[i]``: masked batch ``i`` (B, T); batches ``i`` and ``i + len(stream)`` are the same
     (``len`` = steps of the longest stage plan, or the fixed pool's size)."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, size: int) -> None:
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, size: int, vocab: Vocab) -> None:
         self.tokens, self.seq_len, self.batch_size, self.seed, self.size = tokens, seq_len, batch_size, seed, size
+        self.vocab = vocab  # the tokens' vocabulary: masking draws random replacements from its pieces
         self._last: tuple[int, Batch] | None = None
 
     def __len__(self) -> int:
@@ -43,7 +44,7 @@ class TransferStream:
         i %= self.size
         if self._last is None or self._last[0] != i:  # a step reads its batch more than once
             rng = np.random.default_rng([10_000 + self.seed, i])  # random access: no state carried between batches
-            self._last = (i, next(make_mlm_batches(self.tokens, self.seq_len, self.batch_size, rng)))
+            self._last = (i, next(make_mlm_batches(self.tokens, self.seq_len, self.batch_size, rng, vocab=self.vocab)))
         return self._last[1]
 
 
@@ -180,7 +181,9 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     ``corpus`` (default: ``settings.corpus``, see ``nas.data.corpus.corpus_for``)."""
     from nas.data.corpus import corpus_for, heldout_batches
 
-    corpus = corpus or corpus_for(settings.corpus)  # cached token streams: ~20 ms once tokenised
+    corpus = corpus or corpus_for(settings.corpus, vocab=teacher.vocab)  # cached token streams: ~20 ms once tokenised
+    if corpus.vocab.sha256 != teacher.vocab.sha256:
+        raise ValueError(f"corpus tokenised with {corpus.vocab.label}, teacher {teacher.hash} reads {teacher.vocab.label}")
     budget = transfer_cache_bytes()
     tc = teacher.candidate
     size = stream_length(settings, tc.num_layers)  # the space fixes the block count: the teacher's is every candidate's
@@ -189,8 +192,8 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     if key in _CACHE:
         return _CACHE[key]
     seq = tc.seq_len
-    transfer = TransferStream(corpus.train, seq, settings.batch_size, settings.seed, size)
-    heldout = heldout_batches(corpus.heldout, seq, 32, max_batches=settings.eval_batches)
+    transfer = TransferStream(corpus.train, seq, settings.batch_size, settings.seed, size, corpus.vocab)
+    heldout = heldout_batches(corpus.heldout, seq, 32, max_batches=settings.eval_batches, vocab=corpus.vocab)
     model = teacher.model.to(settings.device).eval()
     outputs = TeacherOutputs(model, transfer, settings.device, budget,
                              # batch i is the same for every stream length and pool size (TransferStream)

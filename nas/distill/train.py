@@ -330,7 +330,7 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
         from nas.distill.downstream import evaluate_downstream
 
         t1 = time.time()
-        acc, data = evaluate_downstream(student, c, s, s.task_csv)
+        acc, data = evaluate_downstream(student, c, s, teacher.vocab, s.task_csv)
         scores["downstream_accuracy"] = acc
         score_name, score_data = "downstream_accuracy", data
         timings["downstream"] = time.time() - t1

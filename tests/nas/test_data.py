@@ -49,6 +49,54 @@ def test_vocab_constants(tok):
     assert ids[0] == CLS and ids[-1] == SEP and tok.decode(ids) == "hello world"
 
 
+def test_compact_vocab_keeps_bert_ids():
+    """The demo's vocabulary: BERT's layout (the special ids every pipeline uses), 4,096 distinct pieces,
+    the file learn_vocab makes (sorted pieces, only training documents)."""
+    from nas.data.tokenizer import get_vocab
+
+    v = get_vocab("news-wiki-4k")
+    t = load_tokenizer(v)
+    assert (v.size, v.first_wordpiece, t.get_vocab_size()) == (4096, 104, 4096)
+    assert [t.token_to_id(x) for x in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [PAD, UNK, CLS, SEP, MASK]
+    lines = v.path.read_text().splitlines()
+    assert lines[104:] == sorted(lines[104:]) and not any(x.startswith("[") and x.endswith("]") for x in lines[104:])
+    assert t.decode(t.encode("The market fell sharply").ids) == "the market fell sharply"
+
+
+def test_learn_vocab_same_file_twice():
+    from nas.data.learn_vocab import learn_vocab
+
+    texts = ["the cat sat on the mat", "the dog sat on the log", "cats and dogs sat"] * 20
+    a, b = learn_vocab(texts, 160), learn_vocab(texts, 160)
+    assert a == b and a[:1] == ["[PAD]"] and a[100:104] == ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert len(a) <= 160 and "the" in a
+
+
+def test_compact_vocab_corpus_and_masking():
+    """Tokenised with the 4k vocabulary, ids stay below its size and random replacements are its pieces."""
+    c = corpus_mod.load_corpus(vocab="news-wiki-4k")
+    assert c.vocab.size == 4096 and int(c.train.max()) < 4096 and "news-wiki-4k" in c.description
+    assert c.data_hash != DATA_HASH
+    batch = next(corpus_mod.make_mlm_batches(c.train, 64, 256, np.random.default_rng(0), vocab=c.vocab))
+    ids, labels = batch.input_ids.numpy(), batch.labels.numpy()
+    replaced = (labels != -100) & (ids != MASK) & (ids != labels)
+    assert replaced.any() and ((ids[replaced] >= 104) & (ids[replaced] < 4096)).all()
+
+
+@pytest.mark.parametrize("lines,msg", [
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"], r"\[UNK\] 100, \[CLS\] 101"),  # BERT-cased-like order
+    (["[PAD]"] + ["[unused]"] * 99 + ["[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "a"], "every line must be a distinct"),
+])
+def test_user_vocab_with_another_layout_is_one_line(tmp_path, lines, msg):
+    from nas.data.tokenizer import get_vocab
+
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=msg) as exc:
+        load_tokenizer(get_vocab(str(path)))
+    assert "\n" not in str(exc.value)
+
+
 def test_news_cleaned():
     docs = list(corpus_mod.news_documents())
     assert len(docs) == 3781  # 3,824 rows less 36 empty texts and 7 exact duplicates
@@ -100,7 +148,7 @@ def test_token_cache_reused(corpus):
 
 def test_mlm_masking_statistics(corpus):
     rng = np.random.default_rng(0)
-    batch = next(corpus_mod.make_mlm_batches(corpus.train, seq_len=128, batch_size=256, rng=rng))
+    batch = next(corpus_mod.make_mlm_batches(corpus.train, seq_len=128, batch_size=256, rng=rng, vocab=corpus.vocab))
     ids, labels = batch.input_ids.numpy(), batch.labels.numpy()
     assert ids.shape == labels.shape == (256, 128) and batch.attention_mask.all()
     assert (ids[:, 0] == CLS).all() and (ids[:, -1] == SEP).all()
@@ -115,8 +163,8 @@ def test_mlm_masking_statistics(corpus):
 
 
 def test_heldout_batches_fixed(corpus):
-    a = corpus_mod.heldout_batches(corpus.heldout, seq_len=64, batch_size=8, max_batches=3)
-    b = corpus_mod.heldout_batches(corpus.heldout, seq_len=64, batch_size=8, max_batches=3)
+    a = corpus_mod.heldout_batches(corpus.heldout, seq_len=64, batch_size=8, max_batches=3, vocab=corpus.vocab)
+    b = corpus_mod.heldout_batches(corpus.heldout, seq_len=64, batch_size=8, max_batches=3, vocab=corpus.vocab)
     assert len(a) == 3 and all(len(x) == 8 for x in a)
     for x, y in zip(a, b, strict=True):
         assert x.input_ids.equal(y.input_ids) and x.labels.equal(y.labels)
@@ -191,7 +239,7 @@ def test_user_corpus(tmp_path):
     renamed = corpus_mod.load_corpus(sources=(), user_files=[tmp_path / "renamed.txt"])
     assert renamed.description == corpus.description.replace("1 user file(s) notes.txt", "1 user file(s)")
     assert renamed.description.startswith("1 user file(s), held-out 5%") and renamed.shown != corpus.shown
-    assert len(corpus_mod.heldout_batches(corpus.heldout, seq_len=8, batch_size=2)) >= 1
+    assert len(corpus_mod.heldout_batches(corpus.heldout, seq_len=8, batch_size=2, vocab=corpus.vocab)) >= 1
     corpus.check_windows(8)
     # 40 short notes hold out two (of ~17 tokens each): no window of 128 fits; said before any training
     with pytest.raises(UserError, match=r"the held-out split of the corpus \(1 user file\(s\) notes.txt.* fewer "

@@ -60,6 +60,35 @@ def test_teacher_of_wrong_space_refused(smoke_teacher_dir):
         load_teacher(load_space("demo"), path=smoke_teacher_dir)
 
 
+def test_teacher_keeps_its_vocab_and_another_vocab_refuses_it(smoke_teacher_dir, tmp_path):
+    """A teacher folder carries the vocabulary its ids are in; a space of the same shape in another
+    vocabulary (same size, two pieces swapped) neither finds nor accepts it, and a changed copy is refused."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from nas.data.tokenizer import get_vocab
+    from nas.teacher import find_teacher, load_teacher, load_teacher_dir
+
+    t = load_teacher_dir(smoke_teacher_dir)
+    assert t.vocab.sha256 == get_vocab("bert-uncased").sha256 and t.meta["vocab"] == "bert-uncased"
+    lines = get_vocab("bert-uncased").path.read_text().splitlines()
+    lines[2000], lines[2001] = lines[2001], lines[2000]
+    (tmp_path / "swapped.txt").write_text("\n".join(lines) + "\n")
+    raw = yaml.safe_load((Path(load_space("smoke").source)).read_text())
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({**raw, "vocab": "swapped.txt"}))
+    other = load_space(tmp_path / "space.yaml")
+    assert find_teacher(other) is None or find_teacher(other).parent != smoke_teacher_dir.parent
+    with pytest.raises(UserError, match="reads BERT uncased WordPiece .* its ids would mean other word pieces"):
+        load_teacher(other, path=smoke_teacher_dir)
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_teacher_dir, copy)
+    (copy / "vocab.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match="vocab.txt: sha256 .* does not match the recorded"):
+        load_teacher_dir(copy).vocab
+
+
 def test_missing_teacher_message(tmp_path, monkeypatch):
     from nas import teacher as tmod
 
@@ -349,10 +378,10 @@ def test_fine_tune_leaves_the_student_and_fails_when_it_diverges(teacher, tmp_pa
     three = tmp_path / "three.csv"
     three.write_text("text,label\n" + "".join(f"sentence number {i} is here,{i % 3}\n" for i in range(60)))
     before = student.config.to_dict()
-    acc, _ = evaluate_downstream(student, c, s.replace(downstream_steps=2), str(three))
+    acc, _ = evaluate_downstream(student, c, s.replace(downstream_steps=2), teacher.vocab, str(three))
     assert 0.0 <= acc <= 1.0 and student.config.to_dict() == before
     with pytest.raises(Diverged, match="downstream fine-tuning"):
-        evaluate_downstream(student, c, s.replace(downstream_lr=1e30), s.task_csv)
+        evaluate_downstream(student, c, s.replace(downstream_lr=1e30), teacher.vocab, s.task_csv)
 
 
 @pytest.mark.parametrize(("extra", "content", "msg"), [

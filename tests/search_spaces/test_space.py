@@ -90,7 +90,27 @@ BAD = [
     ("unknown budget", _mutate("budget", {"distill": {"layer_step": 5}}), "field 'budget.distill.layer_step': unknown"),
     ("zero budget", _mutate("budget", {"teacher": {"steps": 0}}), "field 'budget.teacher.steps': must be >= 1"),
     ("budget rate", _mutate("budget", {"distill": {"lr": 0}}), "field 'budget.distill.lr': must be > 0"),
+    ("teacher precision", _mutate("budget", {"teacher": {"precision": "fp8"}}), "'fp8' is not allowed"),
+    ("vocab size", {**_mutate("fixed.vocab_size", 30522), "vocab": "news-wiki-4k"},
+     "fixed.vocab_size': 30522 does not match vocab news-wiki-4k "
+                                                        r"\(4,096 pieces\); set it to 4096"),
+    ("unknown vocab", _mutate("vocab", "bert-cased"), "'bert-cased' is neither a built-in vocabulary"),
 ]
+
+
+def test_space_vocab_file_relative_to_space(tmp_path):
+    """A space may name its own vocab.txt, relative to the space file; its size must be the space's."""
+    import yaml
+
+    from nas.vocab import ASSET_VOCABS
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "my-vocab.txt").write_text((ASSET_VOCABS / "news-wiki-4k.txt").read_text())
+    raw = {**_mutate("fixed.vocab_size", 4096), "vocab": "sub/my-vocab.txt"}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(raw))
+    space = load_space(tmp_path / "space.yaml")
+    assert space.vocab == str((tmp_path / "sub" / "my-vocab.txt").resolve())
+    assert space.to_dict()["vocab"] == space.vocab and "vocab" not in load_space("mobilebert").to_dict()
 
 
 @pytest.mark.parametrize("raw,msg", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
