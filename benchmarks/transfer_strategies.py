@@ -50,24 +50,18 @@ def plan(seeds: int, strategies=None) -> list[tuple[str, dict]]:
 def inherited_only(space, teacher) -> dict[str, dict[str, float]]:
     """Scores of the inherited parts alone: the teacher with no blocks, and the mid candidate with
     fresh (untrained) blocks, on the same held-out batches."""
-    import torch
-
     from nas.distill import DistillSettings
     from nas.distill.teacher_cache import teacher_cache
     from nas.distill.train import init_student
-    from nas.mlm import evaluate_mlm
+    from nas.mlm import blocks_skipped, evaluate_mlm
 
     cache = teacher_cache(teacher, DistillSettings.for_space(space))
     out = {}
     student = init_student(space.build(**MID), teacher, from_teacher=True, seed=0)
     out["untrained blocks (inherited embeddings + head)"] = evaluate_mlm(
         student, cache.heldout, teacher=teacher.model, teacher_hidden=cache.heldout_hidden).as_dict()
-    blocks = teacher.model.mobilebert.encoder.layer
-    teacher.model.mobilebert.encoder.layer = torch.nn.ModuleList()  # the MLM head reads the embeddings
-    try:
+    with blocks_skipped(teacher.model):  # the MLM head reads the embeddings
         skipped = evaluate_mlm(teacher.model, cache.heldout)
-    finally:
-        teacher.model.mobilebert.encoder.layer = blocks
     out["teacher with its blocks skipped"] = {"mlm_accuracy": skipped.mlm_accuracy, "heldout_ce": skipped.heldout_ce}
     own = evaluate_mlm(teacher.model, cache.heldout)
     out["the teacher"] = {"mlm_accuracy": own.mlm_accuracy, "heldout_ce": own.heldout_ce}

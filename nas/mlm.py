@@ -7,6 +7,7 @@ over every position costs more than the whole encoder, and the loss only reads m
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,20 @@ def block_fidelity(model, teacher_states: torch.Tensor, rescale: bool = True) ->
 
 
 @torch.no_grad()
+@contextmanager
+def blocks_skipped(model):
+    """``model`` (a MobileBertForMaskedLM) with its encoder blocks removed while inside: the MLM head
+    reads the embeddings' output directly. What the embeddings and head alone score is the floor the
+    blocks are measured from (how much of a teacher's quality its blocks, the part a search changes,
+    provide)."""
+    blocks = model.mobilebert.encoder.layer
+    model.mobilebert.encoder.layer = torch.nn.ModuleList()
+    try:
+        yield model
+    finally:
+        model.mobilebert.encoder.layer = blocks
+
+
 def evaluate_mlm(model, batches: list[Batch], teacher=None, device: str = "cpu",
                  teacher_hidden: list[torch.Tensor] | None = None) -> MlmScores:
     """Score ``model`` on fixed held-out batches. ``teacher_hidden`` (cached teacher states, one

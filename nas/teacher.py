@@ -152,14 +152,17 @@ def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: s
     """Score ``model`` on ``corpus``'s fixed held-out batches and log it: the ``heldout`` entry of
     teacher.json, naming its data."""
     from nas.data.corpus import heldout_batches
-    from nas.mlm import evaluate_mlm
+    from nas.mlm import blocks_skipped, evaluate_mlm
 
-    scores = evaluate_mlm(model, heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches,
-                                                 vocab=corpus.vocab),
-                          device=device)
+    batches = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches, vocab=corpus.vocab)
+    scores = evaluate_mlm(model, batches, device=device)
+    with blocks_skipped(model):
+        floor = evaluate_mlm(model, batches, device=device)
     log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
-        f"({scores.n_masked:,} masked positions)")
-    return {**scores.as_dict(), "data": f"held-out split: {corpus.shown}"}
+        f"({scores.n_masked:,} masked positions); with its blocks skipped {floor.mlm_accuracy:.2%}, "
+        f"{floor.heldout_ce:.3f}")
+    return {**scores.as_dict(), "data": f"held-out split: {corpus.shown}",
+            "blocks_skipped": {"mlm_accuracy": floor.mlm_accuracy, "heldout_ce": floor.heldout_ce}}
 
 
 def _provenance(command: str | None) -> dict[str, str]:
@@ -464,5 +467,11 @@ def describe(t: Teacher) -> str:
               f"{t.meta.get('seconds', 0) / 60:.1f} min")
     return (f"teacher {t.hash} ({t.path}): {t.candidate.label}, space {t.meta.get('space')}, "
             f"{origin}; held-out masked-token accuracy "
-            f"{h.get('mlm_accuracy', math.nan):.2%}, cross-entropy {h.get('heldout_ce', math.nan):.3f} "
+            f"{h.get('mlm_accuracy', math.nan):.2%}, cross-entropy {h.get('heldout_ce', math.nan):.3f}{_floor(h)} "
             f"on {h.get('data', '?')}")
+
+
+def _floor(heldout: dict[str, Any]) -> str:
+    """``(blocks skipped: ...)``: what the embeddings and head score alone, when recorded (teachers of 0.4 on)."""
+    f = heldout.get("blocks_skipped")
+    return f" (with its blocks skipped: {f['mlm_accuracy']:.2%}, {f['heldout_ce']:.3f})" if f else ""

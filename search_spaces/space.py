@@ -11,6 +11,7 @@ A space file is YAML (``yaml.safe_load`` only)::
       num_heads: 4
       vocab_size: 30522     # = the lines of the vocabulary below
       seq_len: 64
+      trigram_input: true   # optional (the default): MobileBERT's 3-gram embedding; false: BERT's plain one
     vocab: bert-uncased     # optional (this is the default): bert-uncased, news-wiki-4k or a vocab.txt path
     teacher:                # the IB-BERT teacher's own block (attention: block = Q/K/V from the block input)
       intra_size: 256
@@ -61,6 +62,7 @@ from nas.vocab import BERT_VOCAB, VOCABS, vocab_size_of
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 FIXED_FIELDS = ("num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size", "seq_len")
+FIXED_FLAGS = ("trigram_input",)  # optional booleans of ``fixed`` (Candidate's default when absent)
 TEACHER_FIELDS = ("intra_size", "num_ffn", "intermediate_size", "norm", "act", "attention")
 SEARCH_FIELDS = ("intra_size", "num_ffn", "mha_ffn_ratio", "norm", "act", "attention")
 TOP_FIELDS = ("name", "description", "fixed", "vocab", "teacher", "search", "ffn_multiple", "constraints", "budget")
@@ -156,7 +158,7 @@ class Constraints:
 class SearchSpace:
     name: str
     description: str
-    fixed: dict[str, int]
+    fixed: dict[str, Any]  # FIXED_FIELDS (ints) and any FIXED_FLAGS the file sets
     teacher_block: dict[str, Any]
     dimensions: tuple[Dimension, ...]
     ffn_multiple: int = 32
@@ -404,9 +406,15 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
     if not isinstance(description, str):
         raise _err(source, "description", "must be a string")
 
-    fixed = _mapping(source, "fixed", raw["fixed"], FIXED_FIELDS, required=FIXED_FIELDS)
+    given = _mapping(source, "fixed", raw["fixed"], FIXED_FIELDS + FIXED_FLAGS, required=FIXED_FIELDS)
     # seq_len: a window is [CLS] + at least one token + [SEP]
-    fixed = {k: _int(source, f"fixed.{k}", fixed[k], low=3 if k == "seq_len" else 1) for k in FIXED_FIELDS}
+    fixed: dict[str, Any] = {k: _int(source, f"fixed.{k}", given[k], low=3 if k == "seq_len" else 1)
+                             for k in FIXED_FIELDS}
+    for k in FIXED_FLAGS:
+        if k in given:
+            if not isinstance(given[k], bool):
+                raise _err(source, f"fixed.{k}", f"must be true or false, got {given[k]!r}")
+            fixed[k] = given[k]
 
     vocab = _vocab(source, raw.get("vocab", BERT_VOCAB), fixed["vocab_size"])
     teacher = _mapping(source, "teacher", raw["teacher"], TEACHER_FIELDS, required=TEACHER_FIELDS)

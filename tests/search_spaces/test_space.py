@@ -95,6 +95,7 @@ BAD = [
      "fixed.vocab_size': 30522 does not match vocab news-wiki-4k "
                                                         r"\(4,096 pieces\); set it to 4096"),
     ("unknown vocab", _mutate("vocab", "bert-cased"), "'bert-cased' is neither a built-in vocabulary"),
+    ("trigram flag", _mutate("fixed.trigram_input", "yes"), "field 'fixed.trigram_input': must be true or false"),
 ]
 
 

@@ -1,0 +1,130 @@
+"""Room for quality in the demo: how much of a demo teacher's held-out masked-LM quality its blocks
+(the part a search changes) provide, for candidate demo designs, measured before choosing one.
+
+    python benchmarks/demo_room.py [--steps 3000] [--jobs 2] [--variants 4k-trigram 4k-plain]
+    python benchmarks/demo_room.py --report
+
+Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
+sequence 64, batch 64, AdamW 3e-3, 200-step warm-up then linear decay, bf16 autocast, one thread),
+changing only the vocabulary and the embedding, and scores it along the way on the held-out split:
+the teacher itself, and the same model with its blocks skipped (the MLM head on the embeddings).
+``room`` is the difference: what the blocks add. Points before the last are mid-schedule (the rate
+has not decayed yet). One line per variant in ``benchmarks/results/demo_room-runs.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._report import RESULTS, RunsFile, write_result  # noqa: E402
+
+RUNS = RESULTS / "demo_room-runs.jsonl"
+# name -> (vocabulary, trigram_input)
+VARIANTS = {
+    "bert-trigram": ("bert-uncased", True),  # the demo until 0.4 (its teacher: docs/FACTS.md section 7)
+    "4k-trigram": ("news-wiki-4k", True),
+    "4k-plain": ("news-wiki-4k", False),
+    "bert-plain": ("bert-uncased", False),
+}
+EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
+
+
+def train_variant(name: str, steps: int, seed: int = 0) -> dict:
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from nas.data.corpus import heldout_batches, load_corpus, make_mlm_batches
+    from nas.mlm import blocks_skipped, evaluate_mlm, mlm_loss
+    from nas.models import build_masked_lm
+    from nas.teacher import _lr_lambda, recipe_for
+    from search_spaces import load_space
+
+    torch.set_num_threads(1)
+    vocab, trigram = VARIANTS[name]
+    space = load_space("demo")
+    corpus = load_corpus(vocab=vocab)
+    cand = dataclasses.replace(space.teacher, vocab_size=corpus.vocab.size, trigram_input=trigram)
+    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=3e-3, warmup=200, batch_size=64, seed=seed)
+    model = build_masked_lm(cand, seed=seed).train()
+    opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 0.01},
+                             {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                            lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
+    batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(seed),
+                               vocab=corpus.vocab)
+    held = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=EVAL_BATCHES, vocab=corpus.vocab)
+    marks, curve, t0 = {steps // 8, steps // 4, steps // 2, 3 * steps // 4, steps}, [], time.time()
+    for step in range(steps):
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            loss = mlm_loss(model, next(batches))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step + 1 in marks:
+            full = evaluate_mlm(model, held)
+            with blocks_skipped(model):
+                floor = evaluate_mlm(model, held)
+            model.train()
+            curve.append({"step": step + 1, "minutes": round((time.time() - t0) / 60, 1),
+                          "mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
+                          "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce})
+            print(f"[{name}] step {step + 1}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}",
+                  flush=True)
+    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "steps": steps, "seed": seed,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
+            "n_masked": full.n_masked, "curve": curve}
+
+
+def _job(args: tuple[str, int]) -> dict:
+    return train_variant(*args)
+
+
+def report(store: RunsFile) -> str:
+    rows = ["| variant | vocabulary | trigram input | step | minutes | MLM acc | CE | blocks skipped: acc | CE | "
+            "room (acc points) | room (CE) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"])):
+        for p in rec["curve"]:
+            last = p is rec["curve"][-1]
+            mark = "**" if last else ""
+            rows.append(f"| {rec['variant']} | {rec['vocab']} | {rec['trigram_input']} | {mark}{p['step']}{mark} | "
+                        f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
+                        f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
+                        f"{mark}{100 * (p['mlm_accuracy'] - p['skipped_mlm_accuracy']):.1f}{mark} | "
+                        f"{p['skipped_heldout_ce'] - p['heldout_ce']:.3f} |")
+    data = {r["data"] for r in store.done.values()}
+    return ("Held-out masked-token accuracy and cross-entropy of a demo-shaped teacher, and of the same model with "
+            "its blocks skipped (MLM head on the embeddings); room = what the blocks add. Bold: the end of the "
+            "schedule; earlier rows are mid-schedule. One seed, one thread each, bf16 autocast.\n\n"
+            + "\n".join(rows) + "\n\nHeld-out data: " + "; ".join(sorted(data)) + "\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["4k-trigram", "4k-plain"])
+    p.add_argument("--report", action="store_true", help="the table from the runs so far")
+    args = p.parse_args()
+    store = RunsFile(RUNS, code="demo-room-1")
+    if not args.report:
+        todo = [(v, args.steps) for v in args.variants if RunsFile.key(v, args.steps) not in store.done]
+        with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
+            for rec in pool.imap_unordered(_job, todo):
+                store.add(RunsFile.key(rec["variant"], rec["steps"]), rec, lock=True)
+    write_result("demo_room", "Room for quality in demo designs (what the teacher's blocks add)", report(store))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
