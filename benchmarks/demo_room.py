@@ -1,11 +1,11 @@
 """Room for quality in the demo: how much of a demo teacher's held-out masked-LM quality its blocks
 (the part a search changes) provide, for candidate demo designs, measured before choosing one.
 
-    python benchmarks/demo_room.py [--steps 3000] [--jobs 2] [--variants 4k-trigram 4k-plain]
+    python benchmarks/demo_room.py [--steps 3000] [--lr 3e-3] [--jobs 2] [--variants 4k-trigram 4k-plain]
     python benchmarks/demo_room.py --report
 
 Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
-sequence 64, batch 64, AdamW 3e-3, 200-step warm-up then linear decay, bf16 autocast, one thread),
+sequence 64, batch 64, AdamW peak --lr, 200-step warm-up then linear decay, bf16 autocast, one thread),
 changing only the vocabulary and the embedding, and scores it along the way on the held-out split:
 the teacher itself, and the same model with its blocks skipped (the MLM head on the embeddings).
 ``room`` is the difference: what the blocks add. Points before the last are mid-schedule (the rate
@@ -15,7 +15,6 @@ has not decayed yet). One line per variant in ``benchmarks/results/demo_room-run
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import sys
 import time
@@ -36,7 +35,7 @@ VARIANTS = {
 EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
 
 
-def train_variant(name: str, steps: int, seed: int = 0) -> dict:
+def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
     import dataclasses
 
     import numpy as np
@@ -53,7 +52,7 @@ def train_variant(name: str, steps: int, seed: int = 0) -> dict:
     space = load_space("demo")
     corpus = load_corpus(vocab=vocab)
     cand = dataclasses.replace(space.teacher, vocab_size=corpus.vocab.size, trigram_input=trigram)
-    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=3e-3, warmup=200, batch_size=64, seed=seed)
+    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=lr, warmup=200, batch_size=64, seed=seed)
     model = build_masked_lm(cand, seed=seed).train()
     opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 0.01},
                              {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
@@ -81,23 +80,24 @@ def train_variant(name: str, steps: int, seed: int = 0) -> dict:
                           "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce})
             print(f"[{name}] step {step + 1}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}",
                   flush=True)
-    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "steps": steps, "seed": seed,
+    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "steps": steps, "lr": lr, "seed": seed,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
             "n_masked": full.n_masked, "curve": curve}
 
 
-def _job(args: tuple[str, int]) -> dict:
+def _job(args: tuple[str, int, float]) -> dict:
     return train_variant(*args)
 
 
 def report(store: RunsFile) -> str:
-    rows = ["| variant | vocabulary | trigram input | step | minutes | MLM acc | CE | blocks skipped: acc | CE | "
-            "room (acc points) | room (CE) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"])):
+    rows = ["| variant | vocabulary | trigram input | peak lr | step | minutes | MLM acc | CE | blocks skipped: acc | CE | "
+            "room (acc points) | room (CE) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3))):
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
-            rows.append(f"| {rec['variant']} | {rec['vocab']} | {rec['trigram_input']} | {mark}{p['step']}{mark} | "
+            rows.append(f"| {rec['variant']} | {rec['vocab']} | {rec['trigram_input']} | {rec.get('lr', 3e-3):g} | "
+                        f"{mark}{p['step']}{mark} | "
                         f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
                         f"{mark}{100 * (p['mlm_accuracy'] - p['skipped_mlm_accuracy']):.1f}{mark} | "
@@ -112,16 +112,18 @@ def report(store: RunsFile) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak rate (default 3e-3, the demo teacher's)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["4k-trigram", "4k-plain"])
     p.add_argument("--report", action="store_true", help="the table from the runs so far")
     args = p.parse_args()
     store = RunsFile(RUNS, code="demo-room-1")
     if not args.report:
-        todo = [(v, args.steps) for v in args.variants if RunsFile.key(v, args.steps) not in store.done]
+        done = {(r["variant"], r["steps"], r.get("lr", 3e-3)) for r in store.done.values()}  # first runs had no lr
+        todo = [(v, args.steps, args.lr) for v in args.variants if (v, args.steps, args.lr) not in done]
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
             for rec in pool.imap_unordered(_job, todo):
-                store.add(RunsFile.key(rec["variant"], rec["steps"]), rec, lock=True)
+                store.add(RunsFile.key(rec["variant"], rec["steps"], rec["lr"]), rec, lock=True)
     write_result("demo_room", "Room for quality in demo designs (what the teacher's blocks add)", report(store))
     return 0
 

@@ -71,8 +71,12 @@ def test_teacher_keeps_its_vocab_and_another_vocab_refuses_it(smoke_teacher_dir,
     from nas.data.tokenizer import get_vocab
     from nas.teacher import find_teacher, load_teacher, load_teacher_dir
 
+    from nas.teacher import describe
+
     t = load_teacher_dir(smoke_teacher_dir)
     assert t.vocab.sha256 == get_vocab("bert-uncased").sha256 and t.meta["vocab"] == "bert-uncased"
+    floor = t.meta["heldout"]["blocks_skipped"]  # what the embeddings and head give alone
+    assert 0 <= floor["mlm_accuracy"] <= 1 and floor["heldout_ce"] > 0 and "with its blocks skipped" in describe(t)
     lines = get_vocab("bert-uncased").path.read_text().splitlines()
     lines[2000], lines[2001] = lines[2001], lines[2000]
     (tmp_path / "swapped.txt").write_text("\n".join(lines) + "\n")
