@@ -12,4 +12,4 @@ for _name in ("torchao", "torch.utils._pytree"):
 from nas.candidate import Candidate  # noqa: E402
 
 __all__ = ["Candidate"]
-__version__ = "0.3.0"
+__version__ = "0.4.0"

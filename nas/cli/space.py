@@ -54,6 +54,7 @@ def cmd_show(args) -> int:
     if space.description:
         print(f"  {space.description.strip()}")
     print("fixed by the teacher: " + ", ".join(f"{k_}={v}" for k_, v in space.fixed.items()))
+    print(f"vocabulary: {space.vocab}")
     print(f"teacher: {t.label}  {k.params_m:.2f}M params, {k.gflops:.2f} GFLOPs at seq {t.seq_len}")
     print("searched:")
     for d in space.dimensions:
@@ -70,7 +71,7 @@ def cmd_show(args) -> int:
           f"{d.eval_batches} held-out batches; downstream: {d.downstream_steps} fine-tune steps, "
           f"{d.downstream_eval} dev sentences")
     print(f"teacher pre-training ({given(space.teacher_budget)}): {r.steps} steps x batch {r.batch_size}, lr "
-          f"{r.lr:g}, warm-up {r.warmup}, {r.eval_batches} held-out batches")
+          f"{r.lr:g}, warm-up {r.warmup}, precision {r.precision}, {r.eval_batches} held-out batches")
     return 0
 
 

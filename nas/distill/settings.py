@@ -25,7 +25,7 @@ LAYERWISE_RELEASES = ("tf1", "tf2")
 #    from random successors, the no-teacher baseline without inherited embeddings.
 # 2: mbnas 0.3.0: fresh batches every step, warm-up + linear decay per stage, Theseus as published.
 RECIPE_VERSION = 2
-RECIPE_MADE_BY = {1: "mbnas 0.2.0 or earlier", 2: "mbnas 0.3.0"}
+RECIPE_MADE_BY = {1: "mbnas 0.2.0 or earlier", 2: "mbnas 0.3.0 or later"}
 OBJECTIVES = ("mlm", "downstream")
 # Task-agnostic scores a search can maximise (all "higher is better"): nas.records.SCORE_MEANINGS, README
 # "Scores". The default is the one that, measured, best separates candidates of different capacity

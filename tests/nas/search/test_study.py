@@ -34,13 +34,13 @@ def test_a_study_of_another_training_recipe_is_not_resumed(storage):
 
     create_or_check(storage, "old", _meta(recipe=None))
     with pytest.raises(UserError, match=r"study 'old' was trained with training recipe 1 \(mbnas 0.2.0 or "
-                                        r"earlier\); this mbnas 0.3.0 trains with recipe 2") as e:
+                                        r"earlier\); this mbnas 0.3.0 or later trains with recipe 2") as e:
         create_or_check(storage, "old", _meta())
     assert "\n" not in str(e.value) and "--study NEW_NAME" in str(e.value)
     study, _ = create_or_check(storage, "new", _meta())
     assert study.metric_names == ["mlm_accuracy", "latency_ms (predicted, pixel4-cpu-tflite)"]  # Optuna's plots
     create_or_check(storage, "new", _meta())  # the same recipe resumes
-    with pytest.raises(UserError, match="training recipe 2 \\(mbnas 0.3.0\\); this mbnas 0.2.0 or earlier"):
+    with pytest.raises(UserError, match="training recipe 2 \\(mbnas 0.3.0 or later\\); this mbnas 0.2.0 or earlier"):
         create_or_check(storage, "new", _meta(recipe=1))
 
 
