@@ -2,9 +2,10 @@
 
     MBNAS_TEACHER_SPILL_DIR=... python benchmarks/quality_runs.py [--jobs 2] [--gt-precision bf16]
 
-recipe.py's data and release parts, transfer_strategies.py's runs (3 seeds), then ground_truth.py's runs interleaved with
-proxy_validity.py's cheap-score runs of the same candidates, in blocks of 8 (the norm-pair
-candidates' seed 0, then their seed 1, then the rest). Each run lands in its own benchmark's runs file as it finishes;
+ground_truth.py's runs interleaved with proxy_validity.py's cheap-score runs of the same candidates,
+in blocks of 8 (the norm-pair candidates' seed 0, then their seed 1, then the rest), the ground
+truth's stability runs, then transfer_strategies.py's runs (3 seeds) and recipe.py's data and
+release parts. Each run lands in its own benchmark's runs file as it finishes;
 afterwards (or at any time) each script's ``--report`` (recipe.py: ``report``) writes its table.
 Kill it at any time: a rerun does only the missing runs.
 """
@@ -29,20 +30,22 @@ def main() -> int:
     ap.add_argument("--proxy-precision", choices=("fp32", "bf16"), default="fp32")
     args = ap.parse_args()
     space, _ = teacher_of("demo")
-    rs = recipe.store_of()
-    todo = [(rs, k, s) for part in ("data", "release") for k, s in recipe.todo(part, rs)]
-    todo.sort(key=lambda t: -t[2]["overrides"].get("layer_steps", 0))  # the longest first
-    ts = transfer_strategies.store_of()
-    todo += [(ts, k, s) for k, s in transfer_strategies.plan(3) if k not in ts.done]
     gs, ps = RunsFile(ground_truth.RUNS, "ground-truth"), RunsFile(proxy_validity.RUNS, "proxy-validity")
     gt = [(gs, k, s) for k, s in ground_truth.plan(space, ("main",), args.gt_precision) if k not in gs.done]
     cheap = [(ps, k, s) for k, s in proxy_validity.plan(space, args.proxy_precision) if k not in ps.done]
-    # in blocks of the norm pairs' 8 candidates: ground truth of a seed, then the same candidates' cheap
-    # scores, so that a queue cut short still yields a comparison (one seed first), then the rest
+    # first the quality axis, in blocks of the norm pairs' 8 candidates: ground truth of a seed, then the
+    # same candidates' cheap scores, so that a queue cut short still yields a comparison (one seed
+    # first), then the rest; then the stability check, then the strategy and recipe reruns
+    todo: list[tuple] = []
     block = 2 * len(ground_truth.NORM_PAIRS)
     for i in range(0, max(len(gt), len(cheap)), block):
         todo += gt[i:i + block] + cheap[i:i + block]
     todo += [(gs, k, s) for k, s in ground_truth.plan(space, ("stability",), args.gt_precision) if k not in gs.done]
+    ts = transfer_strategies.store_of()
+    todo += [(ts, k, s) for k, s in transfer_strategies.plan(3) if k not in ts.done]
+    rs = recipe.store_of()
+    todo += sorted([(rs, k, s) for part in ("data", "release") for k, s in recipe.todo(part, rs)],
+                   key=lambda t: -t[2]["overrides"].get("layer_steps", 0))  # the longest first
     print(f"{len(todo)} runs queued", flush=True)
     run_queue(todo, args.jobs)
     return 0
