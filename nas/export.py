@@ -136,13 +136,23 @@ def _max_abs_diff(trained_dir: Path, out: Path, seq_len: int) -> float:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(999, 30000, (2, seq_len), generator=gen)  # (B, T) ordinary word pieces
+    trained = MobileBertForMaskedLM.from_pretrained(str(trained_dir)).eval()
+    ids = sample_ids(trained.config.vocab_size, (2, seq_len), torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     with torch.no_grad():
-        a = MobileBertForMaskedLM.from_pretrained(str(trained_dir)).eval()(input_ids=ids, attention_mask=mask).logits
+        a = trained(input_ids=ids, attention_mask=mask).logits
         b = MobileBertForMaskedLM.from_pretrained(str(out)).eval()(input_ids=ids, attention_mask=mask).logits
     return float((a - b).abs().max())
+
+
+def sample_ids(vocab_size: int, shape: tuple[int, int], gen=None):
+    """(B, T) random ids past the special tokens of a BERT-layout vocabulary of ``vocab_size``
+    (news-wiki-4k's 4,096 as well as BERT's 30,522: a fixed upper id indexed past the smaller one)."""
+    import torch
+
+    from nas.data.tokenizer import MASK
+
+    return torch.randint(MASK + 1, vocab_size, shape, generator=gen)
 
 
 def export_tflite(out: Path, seq_len: int) -> Path:
@@ -162,7 +172,7 @@ def export_tflite(out: Path, seq_len: int) -> Path:
         def forward(self, input_ids):  # (1, T) -> (1, T, V)
             return self.m(input_ids=input_ids).logits
 
-    sample = (torch.randint(999, 30000, (1, seq_len)),)
+    sample = (sample_ids(model.config.vocab_size, (1, seq_len)),)
     return convert(Logits(model), sample, out / TFLITE)
 
 

@@ -43,7 +43,7 @@ def searched(smoke_teacher_dir, tmp_path_factory):
 
 
 def _logits(model, seq_len: int) -> torch.Tensor:
-    ids = torch.randint(999, 30000, (2, seq_len), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(999, model.config.vocab_size, (2, seq_len), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         return model.eval()(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
 
@@ -312,3 +312,34 @@ def test_export_copies_only_weights_inside_the_run_dir(searched, tmp_path, weigh
     with pytest.raises(UserError, match="names weights outside the study's run dir"):
         export_trial(forged, tmp_path / "out", trial=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_export_of_a_small_vocabulary_space_fills_masks_in_stock_transformers(tmp_path):
+    """A space in news-wiki-4k (4,096 pieces): teacher, one-trial search, export. The export's own
+    check fed ids past the vocabulary (a fixed 30,000 upper bound) and failed; its vocab.txt must be
+    the space's, and transformers' fill-mask pipeline must read the folder as it is."""
+    import optuna
+    import yaml
+    from transformers import pipeline
+
+    from nas.export import export_trial
+    from nas.search import SearchConfig, run_search
+    from nas.teacher import recipe_for, train_teacher
+    from search_spaces import load_space
+
+    raw = yaml.safe_load(Path(load_space("smoke").source).read_text())
+    raw["fixed"]["vocab_size"], raw["vocab"] = 4096, "news-wiki-4k"
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(raw))
+    space = load_space(tmp_path / "small.yaml")
+    t = train_teacher(space, recipe_for(space), out=tmp_path / "teachers", log=lambda s: None, command="test")
+    assert t.vocab.name == "news-wiki-4k" and t.candidate.vocab_size == 4096
+    storage = f"sqlite:///{tmp_path / 'runs' / 'mbnas.db'}"
+    run_search(SearchConfig(space=str(tmp_path / "small.yaml"), trials=1, storage=storage, teacher=str(t.path),
+                            threads=1, progress=False), log=lambda s: None)
+    study = optuna.load_study(study_name="smoke-progressive-mlm", storage=storage)
+    res = export_trial(study, tmp_path / "model", storage_url=storage)
+    assert res.max_abs_diff is not None and res.max_abs_diff < 1e-5
+    assert (res.out / "vocab.txt").read_text() == t.vocab.path.read_text()
+    fill = pipeline("fill-mask", model=str(res.out))
+    out = fill("the market [MASK] sharply")
+    assert len(out) == 5 and all(0.0 <= r["score"] <= 1.0 for r in out) and fill.tokenizer.vocab_size == 4096
