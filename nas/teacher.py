@@ -83,11 +83,8 @@ class Teacher:
     meta: dict[str, Any]
     path: Path
 
-    @property
-    def vocab(self):
-        """The teacher's vocabulary (``nas.data.tokenizer.Vocab``): students inherit its embeddings and
-        output layer, so their text is tokenised with it, and an export ships it."""
-        return teacher_vocab(self.path, self.meta)
+    vocab: Any = None  # nas.data.tokenizer.Vocab, checked when loaded (``teacher_vocab``): students inherit
+    # its embeddings and output layer, so their text is tokenised with it, and an export ships it
 
 
 def teacher_vocab(path: Path, meta: dict[str, Any]):
@@ -410,7 +407,7 @@ def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None =
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return Teacher(model=model, candidate=cand, hash=digest[:12], meta=meta, path=path)
+    return Teacher(model=model, candidate=cand, hash=digest[:12], meta=meta, path=path, vocab=teacher_vocab(path, meta))
 
 
 def _stored_teachers() -> Iterator[tuple[Path, Path, dict, Candidate]]:

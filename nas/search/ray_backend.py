@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import sys
 import tempfile
@@ -79,8 +78,8 @@ def _worker_context(shipped: Any, files: dict[str, bytes]) -> Any:
             (folder / name).write_bytes(data)
         try:
             teacher = load_teacher_dir(folder, device=shipped.device)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)  # the weights are in memory now
+        finally:  # the weights are in memory now; the rest (its vocab.txt: a few hundred kB) is read later
+            (folder / "model.safetensors").unlink(missing_ok=True)
         _WORKER_CTX.clear()
         _WORKER_CTX[key] = dataclasses.replace(shipped, teacher=teacher, _settings={})
     return _WORKER_CTX[key]

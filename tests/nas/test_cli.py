@@ -201,7 +201,7 @@ def test_a_folder_a_file_or_an_empty_file_where_another_is_meant_says_which(mbna
               f"model.safetensors: a file; a teacher is the folder holding model.safetensors and teacher.json: "
               f"give {shipped}"),
              (("distill", "--space", str(tmp_path / "t.yaml"), "--arch", arch),
-              "no teacher of shape b256-f1-i512-ln-gelu-blk (space 'demo''s teacher block")]
+              "no teacher of shape b256-f1-i512-ln-gelu-blk and vocab news-wiki-4k (space 'demo''s teacher block")]
     for args, msg in cases:
         code, _, err = mbnas(*args, env={"MBNAS_CACHE": str(tmp_path / "cache")})
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (args, err)
