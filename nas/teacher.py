@@ -82,9 +82,9 @@ class Teacher:
     hash: str
     meta: dict[str, Any]
     path: Path
-
-    vocab: Any = None  # nas.data.tokenizer.Vocab, checked when loaded (``teacher_vocab``): students inherit
-    # its embeddings and output layer, so their text is tokenised with it, and an export ships it
+    # nas.data.tokenizer.Vocab, checked when loaded (``teacher_vocab``): students inherit the teacher's
+    # embeddings and output layer, so their text is tokenised with it, and an export ships it
+    vocab: Any
 
 
 def teacher_vocab(path: Path, meta: dict[str, Any]):
@@ -450,7 +450,9 @@ def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> 
         return t
     found = find_teacher(space)
     if found is None:
-        vocab = "" if space.vocab == "bert-uncased" else f" and vocab {space.vocab}"
+        from nas.vocab import BERT_VOCAB
+
+        vocab = "" if space.vocab == BERT_VOCAB else f" and vocab {space.vocab}"
         raise UserError(f"no teacher of shape {space.teacher.label}{vocab} (space '{space.name}''s teacher block, "
                         f"{space.source}): run 'mbnas teacher train --space {space.ref}' "
                         f"(or pass --teacher DIR){_other_shapes(space)}")

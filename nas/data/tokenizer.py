@@ -85,16 +85,6 @@ def get_vocab(name_or_path: str = BERT_VOCAB) -> Vocab:
                  label=builtin.label if builtin else f"vocab {path.name} ({len(lines):,} pieces)")
 
 
-def vocab_path(vocab: str = BERT_VOCAB) -> Path:
-    """The vocabulary's file (a pinned one is fetched into the cache on first use)."""
-    return get_vocab(vocab).path
-
-
-def vocab_hash(vocab: str = BERT_VOCAB) -> str:
-    """sha256 of the vocab file: part of every tokenised-data cache key."""
-    return get_vocab(vocab).sha256
-
-
 @dataclass(frozen=True, eq=False)
 class Batch:
     """Model inputs and targets; ``as_dict()`` feeds a Hugging Face model as ``model(**batch)``.
