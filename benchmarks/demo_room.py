@@ -5,7 +5,8 @@
     python benchmarks/demo_room.py --report
 
 Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
-sequence 64, batch 64, AdamW peak --lr, 200-step warm-up then linear decay, bf16 autocast, one thread),
+sequence 64, batch 64, AdamW peak --lr, 200-step warm-up then linear decay, bf16 autocast, one thread:
+``nas.teacher.pretrain``, the teacher's own loop),
 changing only the vocabulary and the embedding, and scores it along the way on the held-out split:
 the teacher itself, and the same model with its blocks skipped (the MLM head on the embeddings).
 ``room`` is the difference: what the blocks add. Points before the last are mid-schedule (the rate
@@ -38,13 +39,12 @@ EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
 def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
     import dataclasses
 
-    import numpy as np
     import torch
 
-    from nas.data.corpus import heldout_batches, load_corpus, make_mlm_batches
-    from nas.mlm import blocks_skipped, evaluate_mlm, mlm_loss
+    from nas.data.corpus import heldout_batches, load_corpus
+    from nas.mlm import blocks_skipped, evaluate_mlm
     from nas.models import build_masked_lm
-    from nas.teacher import _lr_lambda, recipe_for
+    from nas.teacher import pretrain, recipe_for
     from search_spaces import load_space
 
     torch.set_num_threads(1)
@@ -52,37 +52,28 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
     space = load_space("demo")
     corpus = load_corpus(vocab=vocab)
     cand = dataclasses.replace(space.teacher, vocab_size=corpus.vocab.size, trigram_input=trigram)
-    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=lr, warmup=200, batch_size=64, seed=seed)
+    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=lr, warmup=200, batch_size=64, seed=seed,
+                                 precision="bf16")
     model = build_masked_lm(cand, seed=seed).train()
-    opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": 0.01},
-                             {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}],
-                            lr=recipe.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
-    batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(seed),
-                               vocab=corpus.vocab)
     held = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=EVAL_BATCHES, vocab=corpus.vocab)
     marks, curve, t0 = {steps // 8, steps // 4, steps // 2, 3 * steps // 4, steps}, [], time.time()
-    for step in range(steps):
-        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
-            loss = mlm_loss(model, next(batches))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step + 1 in marks:
-            full = evaluate_mlm(model, held)
-            with blocks_skipped(model):
-                floor = evaluate_mlm(model, held)
-            model.train()
-            curve.append({"step": step + 1, "minutes": round((time.time() - t0) / 60, 1),
-                          "mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
-                          "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce})
-            print(f"[{name}] step {step + 1}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}",
-                  flush=True)
+
+    def mark(step: int) -> None:
+        if step not in marks:
+            return
+        full = evaluate_mlm(model, held)  # back in training mode afterwards
+        with blocks_skipped(model):
+            floor = evaluate_mlm(model, held)
+        curve.append({"step": step, "minutes": round((time.time() - t0) / 60, 1),
+                      "mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
+                      "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce,
+                      "n_masked": full.n_masked})
+        print(f"[{name}] step {step}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}", flush=True)
+
+    pretrain(model, corpus, cand.seq_len, recipe, "cpu", log=lambda line: None, on_step=mark)
     return {"variant": name, "vocab": vocab, "trigram_input": trigram, "steps": steps, "lr": lr, "seed": seed,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
-            "n_masked": full.n_masked, "curve": curve}
+            "n_masked": curve[-1]["n_masked"], "curve": curve}
 
 
 def _job(args: tuple[str, int, float]) -> dict:

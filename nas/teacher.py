@@ -172,11 +172,9 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
                   corpus_files: list[Path] | None = None, log: Callable[[str], None] = print,
                   command: str | None = None) -> Teacher:
     """Pre-train the space's teacher with masked-LM and save it; returns the loaded teacher."""
-    import numpy as np
     import torch
 
-    from nas.data.corpus import corpus_for, make_mlm_batches
-    from nas.mlm import mlm_loss
+    from nas.data.corpus import corpus_for
     from nas.models import build_masked_lm
 
     recipe = recipe or recipe_for(space)
@@ -186,19 +184,42 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
     _check_batch(recipe.batch_size, cand, corpus, device, log)
     torch.manual_seed(recipe.seed)
     model = build_masked_lm(cand, seed=recipe.seed).to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    t0 = time.time()
+    log(f"teacher {space.name}: {cand.label}, {recipe.steps} steps x {recipe.batch_size} x {cand.seq_len} tokens, "
+        f"lr {recipe.lr}, device {device}, {torch.get_num_threads()} threads; corpus: {corpus.shown}")
+    tokens = pretrain(model, corpus, cand.seq_len, recipe, device, log)
+    seconds = time.time() - t0
+    meta = {
+        "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
+        "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
+        "data_hash": corpus.data_hash, "data": corpus.shown, **_vocab_meta(corpus.vocab),
+        "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log),
+        **_provenance(command), "torch": torch.__version__,
+    }
+    return save_teacher(model, cand, meta, out)
+
+
+def pretrain(model, corpus, seq_len: int, recipe: TeacherRecipe, device: str, log: Callable[[str], None] = print,
+             on_step: Callable[[int], None] | None = None) -> int:
+    """Masked-LM pre-training of ``model`` (a MobileBertForMaskedLM, on ``device``) on windows of
+    ``seq_len`` tokens of ``corpus``'s training split by ``recipe``: AdamW (no decay on biases and norms), warm-up then linear decay,
+    gradients clipped at 1. ``on_step(n)`` runs after the n-th optimiser step (1-based); returns the
+    tokens seen. A non-finite loss is a ``UserError``."""
+    import numpy as np
+    import torch
+
+    from nas.data.corpus import make_mlm_batches
+    from nas.mlm import mlm_loss
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
-    batches = make_mlm_batches(corpus.train, cand.seq_len, recipe.batch_size, np.random.default_rng(recipe.seed),
-                               vocab=corpus.vocab)
+    batches = make_mlm_batches(corpus.train, seq_len, recipe.batch_size,
+                               np.random.default_rng(recipe.seed), vocab=corpus.vocab)
     amp = autocast_for(device, recipe.precision)
-
-    t0 = time.time()
-    tokens = 0
-    log(f"teacher {space.name}: {cand.label}, {recipe.steps} steps x {recipe.batch_size} x {cand.seq_len} tokens, "
-        f"lr {recipe.lr}, device {device}, {torch.get_num_threads()} threads; corpus: {corpus.shown}")
+    t0, tokens = time.time(), 0
     every = max(1, recipe.steps // 20)
     for step in range(recipe.steps):
         b = next(batches).to(device)
@@ -215,15 +236,9 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
         if (step + 1) % every == 0 or step == recipe.steps - 1:
             el = time.time() - t0
             log(f"  step {step + 1}/{recipe.steps}  loss {loss.item():.3f}  {tokens / el:,.0f} tok/s  {el / 60:.1f} min")
-    seconds = time.time() - t0
-    meta = {
-        "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
-        "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
-        "data_hash": corpus.data_hash, "data": corpus.shown, **_vocab_meta(corpus.vocab),
-        "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log),
-        **_provenance(command), "torch": torch.__version__,
-    }
-    return save_teacher(model, cand, meta, out)
+        if on_step is not None:
+            on_step(step + 1)
+    return tokens
 
 
 def _check_batch(batch_size: int, cand: Candidate, corpus, device: str, log: Callable[[str], None]) -> None:
