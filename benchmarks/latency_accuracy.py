@@ -36,8 +36,8 @@ from latency_models.dataset import read_rows  # noqa: E402
 from latency_models.features import FEATURES, L2_FLOATS, features_many  # noqa: E402
 from latency_models.fit import error_stats, fit_relative, nnls, row_label  # noqa: E402
 from latency_models.profile import DeviceProfile  # noqa: E402
-from nas.ops import OP_CLASSES, count, list_ops  # noqa: E402
-from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS  # noqa: E402
+from search_spaces.ops import OP_CLASSES, count, list_ops  # noqa: E402
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS  # noqa: E402
 from nas.table import markdown_table  # noqa: E402
 from search_spaces import load_space  # noqa: E402
 
@@ -82,7 +82,7 @@ def _up(x: int, m: int) -> int:
 
 
 def candidate_terms(c, l2: float = L2_FLOATS) -> dict[str, float]:
-    """Per-candidate sums of the terms tried besides ``FEATURES`` (from ``nas.ops.list_ops``)."""
+    """Per-candidate sums of the terms tried besides ``FEATURES`` (from ``search_spaces.ops.list_ops``)."""
     d = dict.fromkeys(("n_ops", "macs_padded", "fc_small", "w_step", "macs_step", "w_ws_step", "macs_smooth",
                        "w_ws_smooth", "w_smooth"), 0.0)
     for op in list_ops(c):

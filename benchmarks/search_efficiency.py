@@ -50,7 +50,7 @@ CHECKPOINTS = (5, 10, 15, 20, 30, 40, 60, 80)
 # the proxy score
 def features(c) -> np.ndarray:
     """Shape features of a candidate (the searched dimensions, on the scales they act on)."""
-    from nas.ops import count
+    from search_spaces.ops import count
 
     k = count(c)
     return np.array([
@@ -98,7 +98,7 @@ def capacity(c) -> float:
     for every candidate of a space, left out). Deterministic and free; it rewards size with diminishing
     returns, as accuracy does, and leaves the sampler the real trade-off: which shapes buy capacity
     cheaply on the device (norm, activation, attention mode, FFN count and width)."""
-    from nas.ops import count
+    from search_spaces.ops import count
 
     k = count(c)
     return math.log10((k.mha_params + k.ffn_params) * c.num_layers)

@@ -5,7 +5,7 @@ The student rows time the steps ``nas.distill.train`` runs for a candidate, on t
 teacher and its cached outputs: a layer-wise transfer step (the last layer's, so every block runs),
 a pre-training-distillation step (hard labels + teacher logits at masked positions: most of a
 progressive candidate's FLOPs) and a plain masked-LM step (the no-teacher baseline and Theseus's
-fine-tune). Achieved GFLOP/s counts matmul FLOPs only (``nas.ops``: 2 x MACs; training = 3 x
+fine-tune). Achieved GFLOP/s counts matmul FLOPs only (``search_spaces.ops``: 2 x MACs; training = 3 x
 forward: forward, input gradients, weight gradients), plus the MLM heads at masked positions (the
 teacher's forward-only in distillation). Timings are medians of repeated steps after warm-up; the
 process's allocator is set as ``mbnas`` sets it (``nas.runtime.keep_freed_memory``).
@@ -43,11 +43,11 @@ def matmul_ceiling(threads: int, n: int = 2048, repeats: int = 9) -> float:
 
 
 def gemm_shapes(c, batch: int, n_masked: int, vocab: int, train: bool, heads: tuple[int, ...] = ()) -> list[tuple]:
-    """The matmuls of one step as (count, batch, m, k, n): the encoder's (``nas.ops``) at ``batch``
+    """The matmuls of one step as (count, batch, m, k, n): the encoder's (``search_spaces.ops``) at ``batch``
     sequences, then an MLM head of width h at the masked positions for each h in ``heads``; a
     training step adds the two backward products of each (input and weight gradients: same FLOPs).
     The last head is the teacher's in distillation: forward only."""
-    from nas.ops import list_ops
+    from search_spaces.ops import list_ops
 
     out = []
     for op in list_ops(c):
@@ -96,7 +96,7 @@ def student_cases(cand, teacher, cache, s, n_masked: int) -> list[tuple]:
     import torch
 
     from nas.distill import train as T
-    from nas.ops import count
+    from search_spaces.ops import count
 
     b = cache.transfer[0]
     bs, L = b.input_ids.shape[0], cand.num_layers
@@ -180,7 +180,7 @@ def main() -> int:
     from nas.distill import DistillSettings
     from nas.distill.teacher_cache import teacher_cache
     from nas.mlm import encode
-    from nas.ops import count
+    from search_spaces.ops import count
     from nas.table import markdown_table
     from nas.teacher import load_teacher
     from search_spaces import load_space

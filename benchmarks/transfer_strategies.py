@@ -100,7 +100,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from nas.distill import STRATEGIES, DistillSettings
-    from nas.ops import count
+    from search_spaces.ops import count
     from nas.teacher import describe
 
     space, teacher = teacher_of("demo")

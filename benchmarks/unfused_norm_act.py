@@ -136,7 +136,7 @@ def time_rounds(paths: dict, rounds: int, invokes: int, clock: str) -> dict:
 def pixel_ablation(ln_passes: float, gelu_passes: float) -> tuple[float, float, float]:
     """Pixel profile rebuilt with LN/GELU priced at the given passes: (LN+ReLU ms, NoNorm+GELU ms, worst LOO %)."""
     from latency_models import calibrate, load_profile
-    from nas.references import UNVERIFIED_PIXEL4_MS
+    from search_spaces.references import UNVERIFIED_PIXEL4_MS
 
     with mock.patch.dict(calibrate.PIXEL_NORM_ACT_SHAPE, {"ln_el": ln_passes, "gelu_el": gelu_passes}):
         prof = calibrate.build_pixel_profile(load_profile("host-cpu-litert"))

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, figures
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from nas.records import describe_score
 
 REFRESH_S = 15  # default seconds between re-reads of the storage (``--refresh``)
@@ -298,7 +298,7 @@ def trial_view(ctx: Context) -> None:
             ctx.profile.estimate(rec.candidate).breakdown)
         mobilebert = None
         if ctx.profile is not None:
-            from nas.references import REFERENCES
+            from search_spaces.references import REFERENCES
 
             mobilebert = dict(ctx.profile.estimate(REFERENCES["mobilebert"].candidate.replace(
                 seq_len=view.seq_len)).breakdown)

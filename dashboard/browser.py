@@ -94,11 +94,11 @@ def serve(storage: str, study: str | None, workdir: Path, refresh: float = 15, t
 @contextlib.contextmanager
 def chromium_page(workdir: Path, width: int = 1500, height: int = 1000):
     """A page of headless Debian Chromium with a fresh user-data dir under ``workdir``."""
-    from nas.errors import require
+    from search_spaces.errors import require
 
     sync_api = require("playwright.sync_api", "test")
     if not Path(CHROMIUM).exists():
-        from nas.errors import UserError
+        from search_spaces.errors import UserError
 
         raise UserError(f"no Chromium at {CHROMIUM}: apt-get install chromium (make install does)")
     with sync_api.sync_playwright() as p:
@@ -122,7 +122,7 @@ def _check_drawable(storage: str, study: str | None) -> None:
     """The study shown (``study``, else the newest) has points to draw; else one line, not a browser
     waiting two minutes for a Pareto trace that an empty study never gets."""
     from dashboard.data import load_study, open_storage, study_names
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     st = open_storage(absolute_sqlite(storage))
     names = study_names(st)
@@ -158,7 +158,7 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=1500)
     ap.add_argument("--height", type=int, default=1000)
     a = ap.parse_args()
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     try:
         n = screenshot(a.storage, a.study, a.out, a.width, a.height)

@@ -24,14 +24,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from nas.records import StudyMeta, TrialRecord
 from nas.search.study import engine_url, require_sqlite_file
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 # study profile option in the device-profile switch: the latencies recorded by the search itself
 RECORDED = "recorded"
-# the reference architectures drawn on the Pareto plot (nas.references names); the study's own
+# the reference architectures drawn on the Pareto plot (search_spaces.references names); the study's own
 # teacher is added from its space
 REFERENCE_NAMES = ("mobilebert", "mobilebert-tiny", "ib-bert-large", "bert-base")
 
@@ -341,8 +341,8 @@ def _profile_name(profile) -> str:
 def reference_architectures(view: StudyView) -> list:
     """(label, Candidate) of the references drawn next to the trials: the study's own teacher and
     ``REFERENCE_NAMES``, each at the study's sequence length so that latencies compare like for like."""
-    from nas.candidate import Candidate
-    from nas.references import REFERENCES
+    from search_spaces.candidate import Candidate
+    from search_spaces.references import REFERENCES
 
     out = []
     try:  # the teacher alone: a stored space that today's rules refuse elsewhere still names it
@@ -358,7 +358,7 @@ def reference_architectures(view: StudyView) -> list:
 def reference_latencies(view: StudyView, profile) -> pd.DataFrame:
     """Predicted latency of ``reference_architectures`` on ``profile``. Their score on this study's
     data is not known (they were not trained here), so they have a latency and no score."""
-    from nas.ops import count
+    from search_spaces.ops import count
 
     rows = []
     for label, c in reference_architectures(view):
@@ -370,8 +370,8 @@ def reference_latencies(view: StudyView, profile) -> pd.DataFrame:
 
 
 def breakdown_table(trial: dict[str, float], mobilebert: dict[str, float] | None) -> pd.DataFrame:
-    """Latency by op class (ms) of a trial, next to MobileBERT's when known; op classes of ``nas.ops``."""
-    from nas.ops import OP_CLASSES
+    """Latency by op class (ms) of a trial, next to MobileBERT's when known; op classes of ``search_spaces.ops``."""
+    from search_spaces.ops import OP_CLASSES
 
     classes = list(OP_CLASSES) + sorted(set(trial) - set(OP_CLASSES))
     out = pd.DataFrame({"op class": classes, "trial": [float(trial.get(k, 0.0)) for k in classes]})
@@ -384,7 +384,7 @@ def breakdown_table(trial: dict[str, float], mobilebert: dict[str, float] | None
 # trial view and export
 def architecture_table(rec: TrialRecord) -> pd.DataFrame:
     """The architecture as (field, value) rows, with the realised MHA/FFN ratio next to the target."""
-    from nas.ops import count
+    from search_spaces.ops import count
 
     c, k = rec.candidate, count(rec.candidate)
     rows = [
@@ -402,7 +402,7 @@ def architecture_table(rec: TrialRecord) -> pd.DataFrame:
 
 def architecture_json(view: StudyView, number: int, storage_url: str | None = None) -> str:
     """``architecture.json`` in ``mbnas export``'s format (schema ``mbnas.export/1``) without weights; every
-    ``mbnas`` command accepts it as ARCH (``nas.arch.resolve_arch`` reads its ``candidate``)."""
+    ``mbnas`` command accepts it as ARCH (``search_spaces.arch.resolve_arch`` reads its ``candidate``)."""
     from nas.export import architecture_record
 
     rec, meta = view.records[number], view.meta

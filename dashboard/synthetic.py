@@ -2,7 +2,7 @@
 
 The study is written exactly as a search writes one (``StudyMeta`` as one study user attribute, one
 ``TrialRecord`` per trial as trial user attributes, objective values ``(score, latency_ms)``), and
-the candidates, parameter and FLOP counts are real (``search_spaces`` + ``nas.ops.count``). Only the
+the candidates, parameter and FLOP counts are real (``search_spaces`` + ``search_spaces.ops.count``). Only the
 **scores are made up** (a smooth function of size plus noise), and so are the timestamps; the study
 says so in ``score_name`` / ``score_data``. Latency is the real predictor's when a profile is given,
 else a stand-in proportional to FLOPs whose profile name (``synthetic-flops``) says what it is.
@@ -58,7 +58,7 @@ def write_synthetic_study(storage: str, study_name: str, n_trials: int, *, space
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import FrozenTrial, TrialState
 
-    from nas.ops import count
+    from search_spaces.ops import count
     from nas.records import DIRECTIONS, StudyMeta, TrialRecord
     from search_spaces import load_space
     from search_spaces.space import RandomSuggester

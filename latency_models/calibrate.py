@@ -36,8 +36,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nas.candidate import Candidate
-from nas.errors import UserError
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
 from latency_models.features import FEATURES, INDEX, features_many
 from latency_models.fit import error_stats, fit_relative, group_columns, row_label, sha256_file
 from latency_models.profile import PROFILES_DIR, DeviceProfile
@@ -301,11 +301,11 @@ def calibrate_scaled(base: DeviceProfile, cands: Sequence[Candidate], y: Sequenc
 
 
 def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
-    """``pixel4-cpu-tflite`` from the verified Pixel 4 points of ``nas.references`` (see module doc)."""
+    """``pixel4-cpu-tflite`` from the verified Pixel 4 points of ``search_spaces.references`` (see module doc)."""
     import hashlib
     import json
 
-    from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS
+    from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
     refs = [r for r in REFERENCES.values() if r.pixel4_verified and r.pixel4_latency_ms]
     cands = [r.candidate for r in refs]
@@ -319,7 +319,7 @@ def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
                     "threads": 4, "precision": "fp32",
                     "batch": 1, "seq_len": 128, "statistic": "as reported in the paper"},
         groups=PIXEL_GROUPS, shown=shown,
-        data=[{"path": "nas/references.py (MobileBERT paper Tables 4-5; FACTS.md section 1)", "sha256": digest,
+        data=[{"path": "search_spaces/references.py (MobileBERT paper Tables 4-5; FACTS.md section 1)", "sha256": digest,
                "rows": len(y), "points": {r.name: r.pixel4_latency_ms for r in refs}}],
         description="MobileBERT paper's Pixel 4 latencies (TFLite, 4 threads, seq 128): one factor over the "
                     "host-cpu-litert op-level shape (compute), one on unfused LayerNorm/GELU element passes",
@@ -373,7 +373,7 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
 
     from latency_models.dataset import read_rows
     from latency_models.profile import load_profile
-    from nas.files import read_user_text
+    from search_spaces.files import read_user_text
     from latency_models.tflite_bench import candidate_for, parse_benchmark_output
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", device):

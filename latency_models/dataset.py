@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from nas.candidate import Candidate
-from nas.errors import UserError
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
 
 CANDIDATE_COLUMNS = ("name", "num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size", "seq_len",
                      "intra_size", "num_ffn", "intermediate_size", "norm", "act", "attention", "mha_ffn_ratio",
@@ -111,7 +111,7 @@ def _parse_row(raw: dict, where: str) -> Row:
 
 def read_rows(path: str | Path) -> list[Row]:
     """All rows of a measurement CSV; a malformed one raises ``UserError`` naming file and line."""
-    from nas.files import read_user_text
+    from search_spaces.files import read_user_text
 
     path = Path(path)
     text = read_user_text(path)
@@ -307,14 +307,14 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
 
     train: the mobilebert space at 2-12 blocks, the demo space at 2-4 blocks, BERT-like (no bottleneck)
         and IB-BERT-like (block attention) shapes at 1-4 blocks, so that every attention kind of
-        ``nas.candidate.ATTENTIONS`` is covered; and norm x activation quartets (one shape with
+        ``search_spaces.candidate.ATTENTIONS`` is covered; and norm x activation quartets (one shape with
         NoNorm/LayerNorm x ReLU/GELU), without which LayerNorm and GELU costs (a few percent here)
         are not identifiable, and the Pixel 4 profile needs them.
     heldout: never fitted. Real mobilebert-space candidates at the paper shape (24 blocks), others at
         2-4 blocks, demo-space candidates at their 4 blocks, the four reference architectures with
         Pixel 4 numbers, and a few BERT-/IB-BERT-like shapes; a shape also in ``train`` is dropped.
     """
-    from nas.references import REFERENCES
+    from search_spaces.references import REFERENCES
     from search_spaces import load_space
 
     mb, demo = load_space("mobilebert"), load_space("demo")

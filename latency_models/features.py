@@ -1,8 +1,8 @@
 """Op-level latency features: what a candidate's forward pass costs a runtime, as a few sums.
 
 A device profile prices each feature (milliseconds per unit); latency is the dot product, and each
-feature belongs to one op class of ``nas.ops.OP_CLASSES``, which gives the breakdown. Features are
-sums over the ops of ``nas.ops.list_ops`` (one op list for params, FLOPs and latency):
+feature belongs to one op class of ``search_spaces.ops.OP_CLASSES``, which gives the breakdown. Features are
+sums over the ops of ``search_spaces.ops.list_ops`` (one op list for params, FLOPs and latency):
 
 | feature | class | what it counts (summed over ops x repeat) |
 |---|---|---|
@@ -46,8 +46,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nas.candidate import Candidate
-from nas.ops import OP_CLASSES, Op, list_ops
+from search_spaces.candidate import Candidate
+from search_spaces.ops import OP_CLASSES, Op, list_ops
 
 FEATURES: tuple[str, ...] = (
     "fc_n", "fc_macs", "fc_w", "fc_out", "fc_w_spill",
@@ -128,7 +128,7 @@ def _spill(w: np.ndarray) -> np.ndarray:
 
 
 def features_many(cands: Sequence[Candidate], seq_len: int | None = None) -> np.ndarray:
-    """(n, len(FEATURES)) feature matrix, closed form over field arrays (mirrors ``nas.ops.list_ops``).
+    """(n, len(FEATURES)) feature matrix, closed form over field arrays (mirrors ``search_spaces.ops.list_ops``).
 
     Reading the fields of n Python objects is most of the cost: it goes through ``vars`` and C-level
     getters straight into ``np.fromiter`` (no per-candidate Python code).

@@ -25,8 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nas.candidate import Candidate
-from nas.errors import UserError, check_choice, require
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError, check_choice, require
 
 CLOCKS = ("auto", "cpu", "wall")
 
@@ -101,7 +101,7 @@ def export_tflite(c: Candidate, path: str | Path, seq_len: int | None = None, se
     """Export ``MobileBertModel`` for ``c`` (random weights, eager attention) to a .tflite file.
 
     Eager attention exports explicit matmul / softmax / matmul, the graph a phone runtime runs
-    (and the one ``nas.ops.list_ops`` describes). Inputs become int32 ``[1, seq_len]``.
+    (and the one ``search_spaces.ops.list_ops`` describes). Inputs become int32 ``[1, seq_len]``.
     """
     from nas.tflite import convert
 

@@ -27,10 +27,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nas.candidate import Candidate
-from nas.errors import UserError
-from nas.files import builtin_names, builtin_or_file
-from nas.ops import OP_CLASSES
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
+from search_spaces.files import builtin_names, builtin_or_file
+from search_spaces.ops import OP_CLASSES
 from latency_models.features import CLASS_MATRIX, FEATURES, INDEX, features_from_ops, features_many
 
 SCHEMA = "mbnas.latency-profile/1"
@@ -42,7 +42,7 @@ class LatencyEstimate:
     """A predicted latency.
 
     latency_ms: predicted milliseconds for one forward pass (batch 1).
-    breakdown: milliseconds per op class; keys are ``nas.ops.OP_CLASSES``; the values sum to latency_ms.
+    breakdown: milliseconds per op class; keys are ``search_spaces.ops.OP_CLASSES``; the values sum to latency_ms.
     profile: name of the device profile that predicted it.
     error_summary: that profile's measured error, one line.
     predicted: always True: this number comes from a model, not a measurement.
@@ -179,7 +179,7 @@ def list_profiles() -> list[str]:
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """A built-in profile by name, or a profile JSON file (e.g. one written by ``mbnas latency calibrate``)."""
     p = builtin_or_file(name_or_path, PROFILES_DIR, ".json", "device profile", suffixes=(".json",))
-    from nas.arch import load_json
+    from search_spaces.arch import load_json
 
     prof = DeviceProfile.from_dict(load_json(p), where=str(p))
     object.__setattr__(prof, "path", p)

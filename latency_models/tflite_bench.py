@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from nas.candidate import Candidate
-from nas.errors import UserError
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
 
-# TFLite node type -> op class of nas.ops.OP_CLASSES (what a per-op table can be compared with).
+# TFLite node type -> op class of search_spaces.ops.OP_CLASSES (what a per-op table can be compared with).
 # MUL/ADD/SUB also run inside decomposed LayerNorm and GELU; they are booked as elementwise.
 NODE_CLASS = {
     "FULLY_CONNECTED": "matmul", "CONV_2D": "matmul",
@@ -174,13 +174,13 @@ def looks_like_benchmark_output(path: str | Path) -> bool:
 
 def candidate_for(result: BenchmarkResult, search_dirs: Sequence[Path]) -> Candidate:
     """The architecture a benchmark ran: ``<stem>.json`` written by the bench suite, else a reference name."""
-    from nas.arch import resolve_arch
+    from search_spaces.arch import resolve_arch
 
     for d in search_dirs:
         for p in (d / f"{result.name}.json", d.parent / f"{result.name}.json"):
             if p.is_file():
                 return resolve_arch(str(p)).replace(name=result.name)
-    from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS
+    from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
     if result.name in REFERENCES:
         return REFERENCES[result.name].candidate
@@ -228,8 +228,8 @@ echo "logs in $HERE/logs; next: mbnas latency calibrate --device my-phone $HERE/
 def write_bench_suite(out: str | Path, archs: Sequence[str] = SUITE_DEFAULT, threads: int = 4,
                       log=print) -> Path:
     """Export each architecture to ``<out>/<name>.tflite`` (+ ``<name>.json``) and write ``run_benchmarks.sh``."""
-    from nas.arch import resolve_arch
-    from nas.references import UNVERIFIED_PIXEL4_MS
+    from search_spaces.arch import resolve_arch
+    from search_spaces.references import UNVERIFIED_PIXEL4_MS
     from latency_models.measure import export_tflite
 
     out = Path(out)

@@ -9,7 +9,7 @@ import logging as _logging
 for _name in ("torchao", "torch.utils._pytree"):
     _logging.getLogger(_name).setLevel(_logging.ERROR)
 
-from nas.candidate import Candidate  # noqa: E402
+from search_spaces.candidate import Candidate  # noqa: E402
 
 __all__ = ["Candidate"]
 __version__ = "0.4.0"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from contextlib import nullcontext
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 TRAIN_DEVICE_HELP = "cpu, cuda or cuda:N (bf16 autocast on GPUs of compute capability 8.0+, fp32 elsewhere)"

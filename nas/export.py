@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError, check_choice
-from nas.files import check_output_folder, refuse_nonempty
+from search_spaces.errors import UserError, check_choice
+from search_spaces.files import check_output_folder, refuse_nonempty
 from nas.pareto import has_knee, knee_point, pareto_front
 from nas.records import StudyMeta
 
@@ -204,7 +204,7 @@ def architecture_record(rec, meta, score: float, latency_ms: float, study_name: 
 def export_trial(study, out: Path, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
                  tflite: bool = False, storage_url: str | None = None, force: bool = False) -> Exported:
     from nas.data.tokenizer import get_vocab
-    from nas.vocab import BERT_VOCAB
+    from search_spaces.vocab import BERT_VOCAB
 
     meta = StudyMeta.from_study(study)
     if meta is None:
@@ -259,8 +259,8 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
 
 
 def export_reference(name: str, out: Path, force: bool = False) -> Exported:
-    from nas.ops import count
-    from nas.references import get_reference
+    from search_spaces.ops import count
+    from search_spaces.references import get_reference
 
     ref = get_reference(name)
     c = ref.candidate

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nas.candidate import Candidate
+from search_spaces.candidate import Candidate
 
 
 def widen_block_qk(model: Any, hidden_size: int) -> None:
@@ -46,7 +46,7 @@ def build_masked_lm(c: Candidate, attn_implementation: str = "eager", seed: int 
 
 
 def build_base_model(c: Candidate, attn_implementation: str = "eager"):
-    """``MobileBertModel`` without pooler: the module whose size ``nas.ops.count`` reports."""
+    """``MobileBertModel`` without pooler: the module whose size ``search_spaces.ops.count`` reports."""
     from transformers import MobileBertModel
 
     model = MobileBertModel(c.to_hf_config(attn_implementation=attn_implementation), add_pooling_layer=False)

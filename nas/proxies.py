@@ -12,7 +12,7 @@ Each is "higher is better" and measured on the search's fixed held-out batches (
   block (the rest the teacher's), averaged over blocks: a block judged by what the teacher's MLM
   head makes of it.
 The naive baseline, parameter count, is not a score here (the search's other axis is latency): the
-benchmark takes it from ``nas.ops.count``. The masked-LM scores of ``nas.mlm.evaluate_mlm`` (block_fidelity, mlm_accuracy, mlm_likelihood,
+benchmark takes it from ``search_spaces.ops.count``. The masked-LM scores of ``nas.mlm.evaluate_mlm`` (block_fidelity, mlm_accuracy, mlm_likelihood,
 teacher_fidelity, top1_agreement) are measured by every run already.
 """
 

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.candidate import Candidate
+from search_spaces.candidate import Candidate
 
 OBJECTIVES = ("score", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
@@ -69,7 +69,7 @@ class TrialRecord:
     """One trial of a search.
 
     candidate: the architecture.
-    params / flops: ``nas.ops.count`` (MobileBertModel without pooler/head; FLOPs = 2 x MACs).
+    params / flops: ``search_spaces.ops.count`` (MobileBertModel without pooler/head; FLOPs = 2 x MACs).
     latency_ms: predicted latency on the study's profile; ``latency_breakdown`` by op class (ms).
     score: the study's score (``None`` for a failed or rejected trial).
     scores: every score measured (e.g. ``mlm_accuracy``, ``heldout_ce``, ``teacher_kl``, ``top1_agreement``).

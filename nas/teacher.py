@@ -32,10 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from nas.candidate import Candidate
+from search_spaces.candidate import Candidate
 from nas.data.sources import sha256_file
 from nas.device import autocast_for
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 ASSET_DIR = Path(__file__).parent / "assets" / "teachers"
 WEIGHTS, CONFIG, META, VOCAB = "model.safetensors", "config.json", "teacher.json", "vocab.txt"
@@ -91,7 +91,7 @@ def teacher_vocab(path: Path, meta: dict[str, Any]):
     """A teacher folder's ``vocab.txt`` (by its built-in name when it is one), checked against the
     sha256 in teacher.json; BERT uncased for a folder from before vocabularies were choosable."""
     from nas.data.tokenizer import get_vocab
-    from nas.vocab import BERT_VOCAB, VOCABS
+    from search_spaces.vocab import BERT_VOCAB, VOCABS
 
     own = path / VOCAB
     if not own.exists():
@@ -108,7 +108,7 @@ def teacher_vocab(path: Path, meta: dict[str, Any]):
 
 def _vocab_fits(space, meta: dict[str, Any]) -> bool:
     """Whether a stored teacher's vocabulary is the space's (by content)."""
-    from nas.vocab import BERT_VOCAB
+    from search_spaces.vocab import BERT_VOCAB
 
     if "vocab_sha256" not in meta:
         return space.vocab == BERT_VOCAB
@@ -295,7 +295,7 @@ def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None 
     import shutil
 
     from nas.data.tokenizer import get_vocab
-    from nas.vocab import BERT_VOCAB
+    from search_spaces.vocab import BERT_VOCAB
 
     root = Path(out) if out else teachers_dir()
     tmp = root / f".tmp-{os.getpid()}"
@@ -325,7 +325,7 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
     their hash like a teacher trained here. Safetensors only: a pickled ``pytorch_model.bin`` is not
     loaded (it can run code); convert it where it was made.
     """
-    from nas.arch import resolve_arch
+    from search_spaces.arch import resolve_arch
     from nas.data.corpus import corpus_for
     from nas.models import build_masked_lm
 
@@ -402,7 +402,7 @@ def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None =
     for f in (WEIGHTS, META):
         if not (path / f).exists():
             raise UserError(f"{path}: not a teacher folder (no {f}); train one with 'mbnas teacher train'")
-    from nas.arch import load_json
+    from search_spaces.arch import load_json
 
     meta = load_json(path / META)  # not valid JSON: one line naming the file
     if not isinstance(meta, dict) or not isinstance(meta.get("candidate"), dict):
@@ -465,7 +465,7 @@ def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> 
         return t
     found = find_teacher(space)
     if found is None:
-        from nas.vocab import BERT_VOCAB
+        from search_spaces.vocab import BERT_VOCAB
 
         vocab = "" if space.vocab == BERT_VOCAB else f" and vocab {space.vocab}"
         raise UserError(f"no teacher of shape {space.teacher.label}{vocab} (space '{space.name}''s teacher block, "

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nas.errors import UserError, require
+from search_spaces.errors import UserError, require
 
 REPLAY_LINES = 40  # converter lines shown when a conversion fails
 

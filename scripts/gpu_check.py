@@ -92,8 +92,8 @@ def environment(rep: Report, device: str) -> None:
 
 
 def teachers(rep: Report, work: Path, space: str, device: str, steps: int) -> Path:
-    from nas.candidate import Candidate
-    from nas.ops import count
+    from search_spaces.candidate import Candidate
+    from search_spaces.ops import count
 
     out = {}
     for name, extra in (("smoke", []), (space, ["--steps", str(steps)])):
@@ -192,7 +192,7 @@ def largest_fit(rep: Report, device: str) -> None:
 
     from nas.distill import DistillSettings
     from nas.models import build_masked_lm
-    from nas.ops import count
+    from search_spaces.ops import count
     from search_spaces import load_space
 
     space = load_space("mobilebert")

@@ -53,11 +53,11 @@ from typing import Any, Iterable, Protocol
 
 import yaml
 
-from nas.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
-from nas.errors import UserError
-from nas.files import builtin_names, builtin_or_file, read_user_text
-from nas.ops import count, mha_params_per_block
-from nas.vocab import BERT_VOCAB, VOCABS, vocab_size_of
+from search_spaces.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
+from search_spaces.errors import UserError
+from search_spaces.files import builtin_names, builtin_or_file, read_user_text
+from search_spaces.ops import count, mha_params_per_block
+from search_spaces.vocab import BERT_VOCAB, VOCABS, vocab_size_of
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
@@ -166,7 +166,7 @@ class SearchSpace:
     source: str = "<builtin>"
     distill_budget: dict[str, Any] = field(default_factory=dict)  # DistillSettings fields (budget.distill)
     teacher_budget: dict[str, Any] = field(default_factory=dict)  # TeacherRecipe fields (budget.teacher)
-    vocab: str = BERT_VOCAB  # a built-in vocabulary's name (nas.vocab.VOCABS) or a vocab.txt's absolute path
+    vocab: str = BERT_VOCAB  # a built-in vocabulary's name (search_spaces.vocab.VOCABS) or a vocab.txt's absolute path
 
     # ----------------------------------------------------------------------------------------
     @property

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.errors import Terminated, UserError
+    from search_spaces.errors import Terminated, UserError
     from nas.runtime import keep_freed_memory
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -87,7 +87,7 @@ def _say_stopped(args, what: str) -> None:
 def _stop_on_sigterm():
     """Make SIGTERM raise ``Terminated`` (see there) while a command runs; returns what undoes it
     (a no-op off the main thread, where Python cannot set a handler)."""
-    from nas.errors import Terminated
+    from search_spaces.errors import Terminated
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None

@@ -53,7 +53,7 @@ def _missing_study(url: str, study: str) -> str | None:
     """A note when ``--study`` is not (yet) in the storage: a typo, or a search still to start. The
     server starts either way (it follows the storage and shows the study once a search creates it)."""
     from dashboard.data import open_storage, study_names
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     try:
         names = study_names(open_storage(url))
@@ -70,7 +70,7 @@ def _check_port_free(host: str, port: int) -> None:
     the announced URL would reach whatever holds the port: another dashboard, say)."""
     import socket
 
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -91,7 +91,7 @@ def cmd_dashboard(args) -> int:
     import subprocess
     import sys
 
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")

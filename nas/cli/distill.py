@@ -10,7 +10,7 @@ from pathlib import Path
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import positive_int, seed
 from nas.device import CANDIDATE_DEVICE_HELP, PRECISION_HELP, PRECISIONS
-from nas.files import check_output_folder, refuse_nonempty
+from search_spaces.files import check_output_folder, refuse_nonempty
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,12 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_distill(args) -> int:
-    from nas.arch import resolve_arch
+    from search_spaces.arch import resolve_arch
     from nas.data.corpus import corpus_for
     from nas.device import check_device, precision_note
     from nas.distill import Diverged, DistillSettings, distill_candidate
     from nas.distill.settings import user_data_of
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
     from nas.teacher import load_teacher
     from search_spaces import load_space
 

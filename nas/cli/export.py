@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args) -> int:
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
     from nas.export import export_reference, export_trial
 
     if args.reference:

@@ -11,7 +11,7 @@ import json
 import sys
 
 from nas.cli.numbers import seed
-from nas.files import check_output_file, check_output_folder, refuse_nonempty
+from search_spaces.files import check_output_file, check_output_folder, refuse_nonempty
 
 ARCH_HELP = "reference name, candidate JSON file, or MobileBERT config.json"
 # here --device names a latency profile (a phone or this host); training's --device is a torch device
@@ -104,7 +104,7 @@ def _ms(v: float) -> str:
 
 
 def _positive(name: str, v: int) -> None:
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     if v is not None and v < 1:
         raise UserError(f"{'-' if len(name) == 1 else '--'}{name} must be >= 1, got {v}")
@@ -112,13 +112,13 @@ def _positive(name: str, v: int) -> None:
 
 # ------------------------------------------------------------------------------------------------
 def cmd_measure(args) -> int:
-    from nas.arch import resolve_arch
+    from search_spaces.arch import resolve_arch
     from latency_models.measure import measure_candidate
 
     for k in ("threads", "runs", "seq_len"):
         _positive(k.replace("_", "-"), getattr(args, k))
     if args.warmup < 0:
-        from nas.errors import UserError
+        from search_spaces.errors import UserError
 
         raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     if args.keep:
@@ -139,7 +139,7 @@ def cmd_measure(args) -> int:
 
 
 def cmd_dataset(args) -> int:
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
     from latency_models.dataset import measure_dataset, with_layers
     from search_spaces import load_space
 
@@ -210,7 +210,7 @@ def cmd_bench_suite(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from nas.arch import resolve_arch
+    from search_spaces.arch import resolve_arch
     from latency_models import load_profile
     from latency_models.calibrate import other_host
 

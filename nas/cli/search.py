@@ -111,7 +111,7 @@ def cmd_search(args) -> int:
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar per trial
 
     if args.no_early_stop and args.early_stop_factor is not None:
-        from nas.errors import UserError
+        from search_spaces.errors import UserError
 
         raise UserError("--early-stop-factor with --no-early-stop: there is no early stopping to tune; give one of "
                         "them")

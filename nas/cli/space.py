@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nas.cli.numbers import seed
-from nas.files import check_output_folder
+from search_spaces.files import check_output_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_show(args) -> int:
     from nas.distill import DistillSettings
-    from nas.ops import count
+    from search_spaces.ops import count
     from nas.teacher import recipe_for
     from search_spaces import load_space
 
@@ -102,8 +102,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from nas.errors import UserError
-    from nas.ops import count
+    from search_spaces.errors import UserError
+    from search_spaces.ops import count
     from nas.table import markdown_table
     from search_spaces import load_space
 

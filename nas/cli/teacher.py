@@ -9,7 +9,7 @@ from pathlib import Path
 from nas.cli.data_options import add_corpus
 from nas.cli.numbers import nonnegative_int, positive_float, positive_int, seed
 from nas.device import PRECISIONS, TRAIN_DEVICE_HELP, check_device
-from nas.files import check_output_folder
+from search_spaces.files import check_output_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args) -> int:
     import dataclasses
 
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
     from nas.teacher import describe, find_teacher, load_teacher, recipe_for, train_teacher
     from search_spaces import load_space
 

@@ -28,8 +28,8 @@ import torch
 
 from nas.data.sources import cache_dir, fetch, get_source
 from nas.data.tokenizer import BERT_VOCAB, CLS, MASK, SEP, SPECIAL_IDS, Batch, Vocab, get_vocab, load_tokenizer
-from nas.errors import UserError
-from nas.files import first_few
+from search_spaces.errors import UserError
+from search_spaces.files import first_few
 
 # Bump when cleaning or stream layout changes: it is part of the cache key.
 CLEANING_VERSION = 2

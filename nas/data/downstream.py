@@ -20,8 +20,8 @@ from tokenizers import BertWordPieceTokenizer
 
 from nas.data.sources import SOURCES, fetch
 from nas.data.tokenizer import Batch, encode_texts
-from nas.errors import UserError
-from nas.files import first_few
+from search_spaces.errors import UserError
+from search_spaces.files import first_few
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, dev, test
 RT_LABELS = {"rotten": 0, "fresh": 1}

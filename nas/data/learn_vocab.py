@@ -1,8 +1,8 @@
 """Learn a WordPiece vocabulary on the training split of a corpus, laid out like BERT's.
 
-The demo's ``news-wiki-4k`` (``nas/assets/vocab/news-wiki-4k.txt``) was made with::
+The demo's ``news-wiki-4k`` (``search_spaces/vocabs/news-wiki-4k.txt``) was made with::
 
-    python -m nas.data.learn_vocab --size 4096 --out nas/assets/vocab/news-wiki-4k.txt
+    python -m nas.data.learn_vocab --size 4096 --out search_spaces/vocabs/news-wiki-4k.txt
 
 Only training documents are read (the held-out split, by the same hash as ``load_corpus``), so no
 held-out text shapes the pieces the scores are measured in. The layout keeps BERT's special ids:

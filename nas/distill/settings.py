@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 
 from nas.device import PRECISIONS
-from nas.errors import UserError, check_choice
+from search_spaces.errors import UserError, check_choice
 from nas.records import SCORE_MEANINGS
 
 # progressive / joint / auxiliary: MobileBERT's three knowledge-transfer schemes (paper section 4.3)

@@ -153,7 +153,7 @@ def transfer_cache_bytes() -> int:
     except ValueError:
         gb = -1.0
     if not gb >= 0:
-        from nas.errors import UserError
+        from search_spaces.errors import UserError
 
         raise UserError(f"MBNAS_TEACHER_CACHE_GB={raw!r}: give a number of gigabytes >= 0 (0 keeps none)")
     return int(gb * 1e9)

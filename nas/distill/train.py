@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from nas.candidate import Candidate
+from search_spaces.candidate import Candidate
 from nas.device import autocast_for, training_precision
 from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings

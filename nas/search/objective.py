@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.candidate import Candidate
-from nas.errors import UserError
-from nas.ops import count
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
+from search_spaces.ops import count
 from nas.records import TrialRecord
 from nas.search.early_stop import CandidateStopper, Curve, EarlyStopRule
 from nas.search.study import CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED

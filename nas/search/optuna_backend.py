@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from nas.search.objective import (
     ErrorStreak, Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )

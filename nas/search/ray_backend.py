@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.errors import UserError, require
+from search_spaces.errors import UserError, require
 from nas.records import TrialRecord
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from nas.distill.settings import RECIPE_VERSION, user_data_of
 from nas.device import check_device, precision_note, training_precision, worker_device
-from nas.errors import UserError, check_choice
+from search_spaces.errors import UserError, check_choice
 from nas.records import StudyMeta
 from nas.search.early_stop import EarlyStopRule
 from nas.search.objective import TrialContext

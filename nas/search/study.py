@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.distill.settings import RECIPE_MADE_BY
-from nas.errors import UserError, check_choice
+from search_spaces.errors import UserError, check_choice
 from nas.records import DIRECTIONS, StudyMeta, TrialRecord
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"

@@ -1,6 +1,6 @@
 """Real SQLite Optuna studies written the way ``mbnas search`` writes them.
 
-Candidates, parameter and FLOP counts are real (demo space, ``nas.ops.count``); the **scores are
+Candidates, parameter and FLOP counts are real (demo space, ``search_spaces.ops.count``); the **scores are
 synthetic** (``dashboard.synthetic``: the dashboard only displays scores, it never computes them).
 Latency comes from the first installed ``latency_models`` profile, or from a FLOPs stand-in that is
 named as such while that package has no profile.

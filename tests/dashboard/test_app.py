@@ -275,7 +275,7 @@ def test_screenshot_of_a_study_with_nothing_to_draw_is_one_line(tmp_path):
     import optuna
 
     from dashboard.browser import screenshot
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
     from nas.records import DIRECTIONS
 
     url = f"sqlite:///{tmp_path / 'e.db'}"

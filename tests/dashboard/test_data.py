@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dashboard import data
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 
 def _brute_pareto(s, lat):
@@ -68,7 +68,7 @@ def test_load_study_reads_records_and_matches_optuna_pareto(study_db):
     assert set(view.frame.loc[view.frame["pareto"], "number"]) == {t.number for t in study.best_trials}
     row = view.frame.iloc[0]
     rec = view.records[int(row["number"])]
-    from nas.ops import count
+    from search_spaces.ops import count
 
     k = count(rec.candidate)
     assert (row["params"], row["flops"]) == (k.params, k.flops)  # real counts, as the search writes them
@@ -179,7 +179,7 @@ def test_study_without_finished_trials_and_foreign_study(tmp_path):
 
 
 def test_export_files_are_stock_and_round_trip(study_db, tmp_path):
-    from nas.candidate import Candidate
+    from search_spaces.candidate import Candidate
 
     url, name = study_db
     view = data.load_study(data.open_storage(url), name)
@@ -191,7 +191,7 @@ def test_export_files_are_stock_and_round_trip(study_db, tmp_path):
     number = int(view.frame.loc[view.frame["pareto"], "number"].iloc[0])
     arch = data.architecture_json(view, number, url)
     (tmp_path / "architecture.json").write_text(arch)
-    from nas.arch import resolve_arch
+    from search_spaces.arch import resolve_arch
 
     assert resolve_arch(str(tmp_path / "architecture.json")) == rec.candidate  # usable as ARCH
     d = json.loads(arch)

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from latency_models.dataset import COLUMNS, candidate_key, read_rows
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 GOOD = {"label": "b16-f1-i32-nn-relu-sqk", "name": "", "num_layers": "2", "hidden_size": "32", "embedding_size": "16",
         "num_heads": "2", "vocab_size": "30522", "seq_len": "32", "intra_size": "16", "num_ffn": "1",

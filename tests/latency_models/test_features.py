@@ -10,8 +10,8 @@ import pytest
 from latency_models import load_profile
 from latency_models.features import (CLASS_MATRIX, FEATURE_CLASS, FEATURES, INDEX, L2_FLOATS, features_from_ops,
                                      features_many)
-from nas.ops import OP_CLASSES, count
-from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS
+from search_spaces.ops import OP_CLASSES, count
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 from search_spaces import load_space
 
 REFS = [r.candidate for r in REFERENCES.values()] + [c for c, _ in UNVERIFIED_PIXEL4_MS.values()]
@@ -27,7 +27,7 @@ def test_vectorised_features_equal_op_list(space):
 def test_reference_features_equal_op_list_and_macs(c):
     x = features_many([c])[0]
     assert np.array_equal(x, features_from_ops(c))
-    # every MAC of nas.ops is a matmul or attention MAC here, so FLOP counts and latency agree on shapes
+    # every MAC of search_spaces.ops is a matmul or attention MAC here, so FLOP counts and latency agree on shapes
     k = count(c)
     assert x[FEATURES.index("fc_macs")] + x[FEATURES.index("att_macs")] == k.macs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from search_spaces import load_space
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from latency_models import DeviceProfile, LatencyEstimate, list_profiles, load_profile
-from nas.errors import UserError
-from nas.ops import OP_CLASSES
-from nas.references import REFERENCES, UNVERIFIED_PIXEL4_MS
+from search_spaces.errors import UserError
+from search_spaces.ops import OP_CLASSES
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 from search_spaces import load_space
 
 DEVICES = ["host-cpu-litert", "pixel4-cpu-tflite"]

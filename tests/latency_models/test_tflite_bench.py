@@ -9,8 +9,8 @@ import pytest
 
 from latency_models.tflite_bench import (NODE_CLASS, candidate_for, looks_like_benchmark_output,
                                          parse_benchmark_output, read_benchmark_file)
-from nas.errors import UserError
-from nas.references import REFERENCES
+from search_spaces.errors import UserError
+from search_spaces.references import REFERENCES
 
 DATA = Path(__file__).parent / "data"
 
@@ -75,7 +75,7 @@ def test_candidate_lookup(tmp_path):
 
 
 def test_node_classes_are_op_classes():
-    from nas.ops import OP_CLASSES
+    from search_spaces.ops import OP_CLASSES
 
     assert set(NODE_CLASS.values()) <= set(OP_CLASSES) | {"delegate"}
 

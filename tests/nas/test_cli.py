@@ -39,7 +39,7 @@ def test_space_show_yaml_is_a_space_file(mbnas, tmp_path, name):
 
 
 def test_arch_info_reads_transformers_config(mbnas, tmp_path):
-    from nas.references import REFERENCES
+    from search_spaces.references import REFERENCES
 
     REFERENCES["mobilebert-tiny"].candidate.to_hf_config().save_pretrained(tmp_path / "tiny")
     code, out, err = mbnas("arch", "info", str(tmp_path / "tiny" / "config.json"), "--json")
@@ -262,7 +262,7 @@ def test_an_absurd_architecture_is_one_line_in_every_command(mbnas, tmp_path, cm
     command that reads an architecture refuses it with the bound it breaks."""
     import json
 
-    from nas.references import REFERENCES
+    from search_spaces.references import REFERENCES
 
     REFERENCES["mobilebert"].candidate.to_hf_config().save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())

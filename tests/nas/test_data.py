@@ -11,7 +11,7 @@ import pytest
 from nas.data import corpus as corpus_mod
 from nas.data import downstream, sources
 from nas.data.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_IDS, UNK, VOCAB_SIZE, load_tokenizer
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 # Pinned reference values: any change to sources, cleaning, split or tokenizer shows up here.
 TRAIN_TOKENS, HELDOUT_TOKENS = 3_045_121, 156_747

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from nas.records import StudyMeta, TrialRecord
 
 
@@ -74,8 +74,8 @@ def test_stock_transformers_reproduces_the_student(searched, tmp_path):
     meta = StudyMeta.from_study(study)
     assert arch["candidate"] == rec.candidate.to_dict()
     # the folder as ARCH reads architecture.json: the export's sequence length, not config.json's 128
-    from nas.arch import resolve_arch
-    from nas.ops import count
+    from search_spaces.arch import resolve_arch
+    from search_spaces.ops import count
 
     assert resolve_arch(str(res.out)) == rec.candidate and count(resolve_arch(str(res.out))).flops == arch["flops"]
     assert arch["score"] == {"name": "block_fidelity", "value": trial.values[0], "data": meta.score_data}
@@ -120,9 +120,9 @@ def test_export_cli(searched, tmp_path):
 def test_export_reference_config(name, tmp_path):
     from transformers import MobileBertConfig
 
-    from nas.candidate import Candidate
+    from search_spaces.candidate import Candidate
     from nas.export import export_reference
-    from nas.references import REFERENCES
+    from search_spaces.references import REFERENCES
 
     res = export_reference(name, tmp_path)
     cfg = MobileBertConfig.from_pretrained(tmp_path)

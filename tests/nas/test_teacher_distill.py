@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from search_spaces import load_space
 
 pytestmark = pytest.mark.slow
@@ -500,7 +500,7 @@ def test_teacher_outputs_past_the_budget_are_recomputed(teacher, monkeypatch):
 
     from nas.distill import DistillSettings, distill_candidate
     from nas.distill.teacher_cache import TeacherOutputs, teacher_cache
-    from nas.errors import UserError
+    from search_spaces.errors import UserError
 
     s = DistillSettings.for_space("smoke").replace(layer_steps=3, pd_steps=3, transfer_batches=3)
     kept = teacher_cache(teacher, s).outputs

@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from nas.errors import UserError
-from nas.ops import count
+from search_spaces.errors import UserError
+from search_spaces.ops import count
 from search_spaces import RandomSuggester, builtin_spaces, load_space, parse_space
 
 
@@ -103,7 +103,7 @@ def test_space_vocab_file_relative_to_space(tmp_path):
     """A space may name its own vocab.txt, relative to the space file; its size must be the space's."""
     import yaml
 
-    from nas.vocab import ASSET_VOCABS
+    from search_spaces.vocab import ASSET_VOCABS
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "my-vocab.txt").write_text((ASSET_VOCABS / "news-wiki-4k.txt").read_text())

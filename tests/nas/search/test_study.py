@@ -9,7 +9,7 @@ import time
 import pytest
 
 from nas.distill.settings import RECIPE_VERSION
-from nas.errors import UserError
+from search_spaces.errors import UserError
 from nas.records import StudyMeta
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 
 def read_user_text(path: str | Path) -> str:

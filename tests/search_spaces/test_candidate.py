@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from nas.arch import resolve_arch
-from nas.candidate import Candidate
-from nas.errors import UserError
-from nas.ops import count
-from nas.references import REFERENCES
+from search_spaces.arch import resolve_arch
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
+from search_spaces.ops import count
+from search_spaces.references import REFERENCES
 from search_spaces import load_space
 
 

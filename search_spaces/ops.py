@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.candidate import Candidate
+from search_spaces.candidate import Candidate
 
 # Op classes, also the keys of every latency breakdown.
 OP_CLASSES = ("matmul", "attention", "norm", "activation", "elementwise", "embedding")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas.errors import UserError
+from search_spaces.errors import UserError
 
 BERT_VOCAB = "bert-uncased"
-ASSET_VOCABS = Path(__file__).resolve().parent / "assets" / "vocab"
+ASSET_VOCABS = Path(__file__).resolve().parent / "vocabs"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.errors import UserError, check_choice
+from search_spaces.errors import UserError, check_choice
 
 NORMS = ("layer_norm", "no_norm")
 ACTIVATIONS = ("gelu", "relu")
@@ -57,7 +57,7 @@ class Candidate:
         attention: see ``ATTENTIONS``.
     Bookkeeping:
         mha_ffn_ratio: the *target* ratio the space sampled (None for hand-written architectures);
-            the realised ratio is ``nas.ops.count(c).mha_ffn_ratio``.
+            the realised ratio is ``search_spaces.ops.count(c).mha_ffn_ratio``.
         trigram_input: 3-gram 1-D convolution embedding (MobileBERT) or plain embedding (BERT).
         name: a reference name or a trial label, for display only.
     """

@@ -1,6 +1,6 @@
 """Named reference architectures (MobileBERT paper, Table 1; docs/FACTS.md section 1).
 
-``paper_params_m`` is the paper's parameter count. Ours (``nas.ops.count``) counts
+``paper_params_m`` is the paper's parameter count. Ours (``search_spaces.ops.count``) counts
 ``MobileBertModel`` without pooler or task head; the paper does not say what it counts, and the two
 differ by up to 3% (tests pin the difference).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.candidate import Candidate
-from nas.errors import UserError
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
 
 _MOBILEBERT = dict(num_layers=24, hidden_size=512, embedding_size=128, num_heads=4, vocab_size=30522,
                    seq_len=128)
