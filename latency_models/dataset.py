@@ -23,10 +23,13 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+
+if TYPE_CHECKING:
+    from latency_models.measure import Exporter
 
 CANDIDATE_COLUMNS = ("name", "num_layers", "hidden_size", "embedding_size", "num_heads", "vocab_size", "seq_len",
                      "intra_size", "num_ffn", "intermediate_size", "norm", "act", "attention", "mha_ffn_ratio",
@@ -234,10 +237,11 @@ def check_same_host(path: Path, rows: Sequence[Row], force: bool = False) -> Non
                     f"CSV, or --force if those rows were timed on this machine under another name")
 
 
-def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, threads: int = 1, runs: int = 30,
-                    warmup: int = 5, retry_failed: bool = False, keep_dir: str | Path | None = None,
+def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, export: Exporter, threads: int = 1,
+                    runs: int = 30, warmup: int = 5, retry_failed: bool = False, keep_dir: str | Path | None = None,
                     log: Callable[[str], None] = print, force: bool = False) -> tuple[int, int, int]:
     """Measure every (candidate, source) not yet in ``out``; returns (measured, skipped, failed).
+    ``export``: how a candidate becomes a ``.tflite`` (``nas.tflite.export_candidate``).
 
     Each model is exported, timed and appended before the next one starts. Conversion or runtime
     errors become a ``failed`` row with the error's first line. ``keep_dir``: keep the exported
@@ -266,7 +270,7 @@ def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, thr
         d = _row_dict(c, threads, source)
         try:
             keep = Path(keep_dir) / tflite_name(c) if keep_dir else None
-            m = measure_candidate(c, threads=threads, runs=runs, warmup=warmup, keep=keep, reuse=True)
+            m = measure_candidate(c, export, threads=threads, runs=runs, warmup=warmup, keep=keep, reuse=True)
         except Exception as exc:  # a conversion failure is data, not a crash
             msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             d.update(status="failed", error=f"{type(exc).__name__}: {msg}")
@@ -283,7 +287,7 @@ def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, thr
 
 # ------------------------------------------------------------------------------------------------
 # the host data sets behind the built-in host-cpu-litert profile (regenerate with
-# ``python -m latency_models.dataset train heldout``, then ``retime``; the CSVs under latency_models/data/)
+# ``python scripts/host_latency_data.py train heldout``, then ``retime``; the CSVs under latency_models/data/)
 def _bert_like(rng: random.Random) -> Candidate:
     h = rng.choice([128, 256, 384, 512, 768])
     return Candidate(num_layers=rng.choice([1, 2, 3, 4]), hidden_size=h, embedding_size=h, num_heads=max(2, h // 64),
@@ -364,41 +368,3 @@ def interleaved(sets: dict[str, list], chunk: dict[str, int]) -> list[tuple[str,
         steps += [(n, v[: k * chunk[n]]) for n, v in sets.items() if k * chunk[n] - chunk[n] < len(v)]
         k += 1
     return steps
-
-
-if __name__ == "__main__":  # pragma: no cover - the long background measurement
-    import os
-    import sys
-
-    data = Path(__file__).parent / "data"
-    keep = Path(os.environ["MBNAS_KEEP_DIR"]) if os.environ.get("MBNAS_KEEP_DIR") else None
-    if sys.argv[1:2] == ["export-ahead"]:  # export the biggest models of the named sets into MBNAS_KEEP_DIR
-        from latency_models.measure import export_tflite
-
-        todo = {tflite_name(c): c for n in sys.argv[2:] for c, _ in host_set(n)}
-        for name, c in reversed(todo.items()):  # from the end: the measuring process starts at the front
-            if not (keep / name).exists():
-                export_tflite(c, keep / name)
-                print("exported", name, flush=True)
-        sys.exit(0)
-    if sys.argv[1:2] == ["retime"]:  # all rows of both sets together, then the held-out rows once more
-        import shutil
-
-        files = [data / "host-cpu-litert-train.csv", data / "host-cpu-litert-heldout.csv"]
-        tmp = data / "host-cpu-litert-all.tmp.csv"
-        tmp.write_text(files[0].read_text() + "".join(files[1].read_text().splitlines(True)[1:]))
-        est = os.environ.get("MBNAS_ESTIMATOR", "median")
-        retime_csv(tmp, keep, rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 6, estimator=est)
-        lines = tmp.read_text().splitlines(True)
-        n_train = len(files[0].read_text().splitlines()) - 1
-        files[0].write_text("".join(lines[: 1 + n_train]))
-        files[1].write_text(lines[0] + "".join(lines[1 + n_train:]))
-        tmp.unlink()
-        shutil.copy(files[1], data / "host-cpu-litert-repeat.csv")
-        retime_csv(data / "host-cpu-litert-repeat.csv", keep, rounds=int(sys.argv[2]) if len(sys.argv) > 2 else 6,
-                   estimator=est)
-        sys.exit(0)
-    names = sys.argv[1:] or ["train", "heldout"]
-    sets = {n: host_set(n) for n in names}
-    for n, part in interleaved(sets, {"train": 8, "heldout": 6}):
-        measure_dataset(part, data / f"host-cpu-litert-{n}.csv", threads=1, runs=50, warmup=5, keep_dir=keep)

@@ -1,7 +1,9 @@
-"""Real measurement: export a candidate with litert-torch and time it with ai-edge-litert.
+"""Real measurement: time a candidate's ``.tflite`` with ai-edge-litert.
 
-Split as nn-Meter splits it: this module *runs* models (export + timing); ``tflite_bench`` *parses*
-the output of TFLite's ``benchmark_model`` run elsewhere (a phone).
+Split as nn-Meter splits it: this module *runs* models; ``tflite_bench`` *parses* the output of
+TFLite's ``benchmark_model`` run elsewhere (a phone). Making the ``.tflite`` needs the model code,
+which sits a layer above (``nas.tflite.export_candidate``), so the functions that export take the
+exporter as an argument (``Exporter``): this package imports only ``search_spaces``.
 
 Conditions: fp32, XNNPACK (LiteRT's default CPU delegate), batch 1, ``seq_len`` tokens of int32 ids,
 ``threads`` interpreter threads, ``warmup`` discarded runs, then the median of ``runs`` runs.
@@ -18,10 +20,10 @@ models interleaved, so that load drifts hit all of them alike.
 
 from __future__ import annotations
 
-import gc
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +31,9 @@ from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError, check_choice, require
 
 CLOCKS = ("auto", "cpu", "wall")
+
+# (candidate, destination, seq_len or None for the candidate's own) -> the written .tflite
+Exporter = Callable[[Candidate, Path, "int | None"], Path]
 
 
 @dataclass(frozen=True)
@@ -79,48 +84,6 @@ def runtime_versions() -> dict[str, str]:
     return out
 
 
-class _LastHidden:
-    """Wrap ``MobileBertModel`` so that the exported graph takes ids and returns the last hidden state."""
-
-    @staticmethod
-    def wrap(model):
-        import torch
-
-        class LastHidden(torch.nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
-
-            def forward(self, input_ids):  # (1, S) -> (1, S, H)
-                return self.m(input_ids=input_ids).last_hidden_state
-
-        return LastHidden(model).eval()
-
-
-def export_tflite(c: Candidate, path: str | Path, seq_len: int | None = None, seed: int = 0) -> Path:
-    """Export ``MobileBertModel`` for ``c`` (random weights, eager attention) to a .tflite file.
-
-    Eager attention exports explicit matmul / softmax / matmul, the graph a phone runtime runs
-    (and the one ``search_spaces.ops.list_ops`` describes). Inputs become int32 ``[1, seq_len]``.
-    """
-    from nas.tflite import convert
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow imports
-    import torch
-
-    from nas.models import build_base_model
-
-    torch.manual_seed(seed)
-    s = seq_len or c.seq_len
-    model = _LastHidden.wrap(build_base_model(c, attn_implementation="eager").eval())
-    ids = torch.randint(0, c.vocab_size, (1, s), generator=torch.Generator().manual_seed(seed))
-    convert(model, (ids,), path)
-    del model
-    gc.collect()
-    return path
-
-
 def measure_tflite(path: str | Path, threads: int = 1, runs: int = 30, warmup: int = 5,
                    clock: str = "auto", convert_s: float = 0.0, min_time_s: float = 1.0,
                    vocab_size: int = 1000) -> Measurement:
@@ -157,15 +120,17 @@ def measure_tflite(path: str | Path, threads: int = 1, runs: int = 30, warmup: i
     )
 
 
-def measure_candidate(c: Candidate, threads: int = 1, runs: int = 30, warmup: int = 5, clock: str = "auto",
-                      seq_len: int | None = None, keep: str | Path | None = None, reuse: bool = False) -> Measurement:
-    """Export ``c`` and time it. ``keep``: where to leave the .tflite (default: a temporary file);
-    ``reuse``: time an existing ``keep`` file instead of exporting again (``convert_s`` is then 0)."""
+def measure_candidate(c: Candidate, export: Exporter, threads: int = 1, runs: int = 30, warmup: int = 5,
+                      clock: str = "auto", seq_len: int | None = None, keep: str | Path | None = None,
+                      reuse: bool = False) -> Measurement:
+    """Export ``c`` with ``export`` (``nas.tflite.export_candidate``) and time it. ``keep``: where to
+    leave the .tflite (default: a temporary file); ``reuse``: time an existing ``keep`` file instead
+    of exporting again (``convert_s`` is then 0)."""
     with tempfile.TemporaryDirectory(prefix="mbnas-litert-") as tmp:
         path = Path(keep) if keep else Path(tmp) / "model.tflite"
         t0 = time.perf_counter()
         if not (reuse and keep and path.is_file()):
-            export_tflite(c, path, seq_len=seq_len)
+            export(c, path, seq_len)
         convert_s = time.perf_counter() - t0
         return measure_tflite(path, threads=threads, runs=runs, warmup=warmup, clock=clock, convert_s=convert_s,
                               vocab_size=c.vocab_size)

@@ -19,10 +19,13 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+
+if TYPE_CHECKING:
+    from latency_models.measure import Exporter
 
 # TFLite node type -> op class of search_spaces.ops.OP_CLASSES (what a per-op table can be compared with).
 # MUL/ADD/SUB also run inside decomposed LayerNorm and GELU; they are booked as elementwise.
@@ -225,12 +228,12 @@ echo "logs in $HERE/logs; next: mbnas latency calibrate --device my-phone $HERE/
 """
 
 
-def write_bench_suite(out: str | Path, archs: Sequence[str] = SUITE_DEFAULT, threads: int = 4,
+def write_bench_suite(out: str | Path, export: Exporter, archs: Sequence[str] = SUITE_DEFAULT, threads: int = 4,
                       log=print) -> Path:
-    """Export each architecture to ``<out>/<name>.tflite`` (+ ``<name>.json``) and write ``run_benchmarks.sh``."""
+    """Export each architecture with ``export`` (``nas.tflite.export_candidate``) to
+    ``<out>/<name>.tflite`` (+ ``<name>.json``) and write ``run_benchmarks.sh``."""
     from search_spaces.arch import resolve_arch
     from search_spaces.references import UNVERIFIED_PIXEL4_MS
-    from latency_models.measure import export_tflite
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +244,7 @@ def write_bench_suite(out: str | Path, archs: Sequence[str] = SUITE_DEFAULT, thr
         if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
             raise UserError(f"architecture name {name!r} is not a safe file name (letters, digits, . _ -)")
         log(f"exporting {name} ({c.num_layers} blocks, seq {c.seq_len}) ...")
-        export_tflite(c, out / f"{name}.tflite")
+        export(c, out / f"{name}.tflite", None)
         (out / f"{name}.json").write_text(json.dumps(c.replace(name=name).to_dict(), indent=2) + "\n")
         names.append(name)
     script = out / "run_benchmarks.sh"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import io
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError, require
 
 REPLAY_LINES = 40  # converter lines shown when a conversion fails
@@ -85,4 +87,44 @@ def convert(module, sample: tuple, path: str | Path) -> Path:
         raise UserError(f"litert-torch could not convert {path.name}: {type(exc).__name__}: {first}") from exc
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+class _LastHidden:
+    """Wrap ``MobileBertModel`` so that the exported graph takes ids and returns the last hidden state."""
+
+    @staticmethod
+    def wrap(model):
+        import torch
+
+        class LastHidden(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids):  # (1, S) -> (1, S, H)
+                return self.m(input_ids=input_ids).last_hidden_state
+
+        return LastHidden(model).eval()
+
+
+def export_candidate(c: Candidate, path: str | Path, seq_len: int | None = None, seed: int = 0) -> Path:
+    """Export ``MobileBertModel`` for ``c`` (random weights, eager attention) to a .tflite file.
+
+    Eager attention exports explicit matmul / softmax / matmul, the graph a phone runtime runs
+    (and the one ``search_spaces.ops.list_ops`` describes). Inputs become int32 ``[1, seq_len]``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow imports
+    import torch
+
+    from nas.models import build_base_model
+
+    torch.manual_seed(seed)
+    s = seq_len or c.seq_len
+    model = _LastHidden.wrap(build_base_model(c, attn_implementation="eager").eval())
+    ids = torch.randint(0, c.vocab_size, (1, s), generator=torch.Generator().manual_seed(seed))
+    convert(model, (ids,), path)
+    del model
+    gc.collect()
     return path

@@ -114,6 +114,7 @@ def _positive(name: str, v: int) -> None:
 def cmd_measure(args) -> int:
     from search_spaces.arch import resolve_arch
     from latency_models.measure import measure_candidate
+    from nas.tflite import export_candidate
 
     for k in ("threads", "runs", "seq_len"):
         _positive(k.replace("_", "-"), getattr(args, k))
@@ -124,7 +125,7 @@ def cmd_measure(args) -> int:
     if args.keep:
         check_output_file(args.keep, "--keep", force=args.force)
     c = resolve_arch(args.arch, seq_len=args.seq_len or 128)
-    m = measure_candidate(c, threads=args.threads, runs=args.runs, warmup=args.warmup, seq_len=args.seq_len,
+    m = measure_candidate(c, export_candidate, threads=args.threads, runs=args.runs, warmup=args.warmup, seq_len=args.seq_len,
                           keep=args.keep)
     seq = args.seq_len or c.seq_len
     if args.json:
@@ -141,6 +142,7 @@ def cmd_measure(args) -> int:
 def cmd_dataset(args) -> int:
     from search_spaces.errors import UserError
     from latency_models.dataset import measure_dataset, with_layers
+    from nas.tflite import export_candidate
     from search_spaces import load_space
 
     for k in ("n", "threads", "runs"):
@@ -160,7 +162,7 @@ def cmd_dataset(args) -> int:
         space = load_space(name)
         src = f"space:{space.name} seed {args.seed + i}" + (f" layers {args.layers}" if layers else "")
         cands += [(c, src) for c in with_layers(space.sample(args.n, seed=args.seed + i), layers, args.seed + i)]
-    done, skipped, failed = measure_dataset(cands, args.out, threads=args.threads, runs=args.runs,
+    done, skipped, failed = measure_dataset(cands, args.out, export_candidate, threads=args.threads, runs=args.runs,
                                             retry_failed=args.retry_failed, keep_dir=args.keep_dir,
                                             log=lambda s: print(s, file=sys.stderr, flush=True), force=args.force)
     print(f"{args.out}: {done} measured, {skipped} already there, {failed} failed (recorded with the reason)")
@@ -197,12 +199,13 @@ def cmd_calibrate(args) -> int:
 
 def cmd_bench_suite(args) -> int:
     from latency_models.tflite_bench import SUITE_DEFAULT, write_bench_suite
+    from nas.tflite import export_candidate
 
     _positive("threads", args.threads)
     refuse_nonempty(check_output_folder(args.out, "--out"), "--out", args.force,
                     "if it holds files of an earlier suite, its logs/ would mix with this one's: give a new folder, "
                     "or pass --force to replace the suite's files there")
-    script = write_bench_suite(args.out, archs=args.arch or SUITE_DEFAULT, threads=args.threads,
+    script = write_bench_suite(args.out, export_candidate, archs=args.arch or SUITE_DEFAULT, threads=args.threads,
                                log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"wrote {script.parent}/*.tflite and {script}")
     print(f"run it with a phone on adb: BENCHMARK_MODEL=/path/to/benchmark_model sh {script}")

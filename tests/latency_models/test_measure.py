@@ -13,10 +13,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     from latency_models.measure import measure_candidate
+    from nas.tflite import export_candidate
 
     c = load_space("smoke").sample(1, seed=0)[0].replace(num_layers=1)
     path = tmp_path_factory.mktemp("m") / "tiny.tflite"
-    return c, path, measure_candidate(c, threads=1, runs=20, warmup=3, keep=path)
+    return c, path, measure_candidate(c, export_candidate, threads=1, runs=20, warmup=3, keep=path)
 
 
 def test_measure_candidate(tiny):
