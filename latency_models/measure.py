@@ -140,7 +140,7 @@ def _load(path: Path, threads: int, vocab_size: int):
     interp_mod = require("ai_edge_litert.interpreter", "litert")
     import numpy as np
 
-    from nas.tflite import quiet_fds
+    from latency_models.quiet import quiet_fds
 
     try:
         with quiet_fds():  # LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" from C++

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from search_spaces.errors import UserError
+from nas.records import settle_score_meta
 from nas.search.objective import (
     ErrorStreak, Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
@@ -53,8 +54,6 @@ def signals_held() -> Iterator[None]:
 def run_optuna(prep, log: Callable[[str], None] = print) -> None:
     import torch
     from optuna.trial import TrialState
-
-    from nas.search.runner import settle_score_meta
 
     cfg, study, ctx = prep.config, prep.study, prep.ctx
     meta = prep.meta

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from search_spaces.errors import UserError, require
-from nas.records import TrialRecord
+from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
 from nas.search.objective import (
@@ -150,8 +150,6 @@ class _Driver:
                         f"trial {ot_trial.number} layer {result['layer']} loss {result['transfer_loss']:.4g}")
 
     def finish(self, study: Any, ot_trial: Any, result: dict[str, Any] | None, error: bool) -> None:
-        from nas.search.runner import settle_score_meta
-
         plan = self.plans.pop(ot_trial.number)
         self.layer_losses.pop(ot_trial.number, None)
         self.liveness.release(ot_trial)

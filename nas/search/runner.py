@@ -237,23 +237,6 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     return Prepared(config=cfg, storage=storage, study=study, meta=meta, ctx=ctx, recovered=recovered)
 
 
-def settle_score_meta(study, meta: StudyMeta, outcome) -> StudyMeta:
-    """The trainer names its score and the data of its scores (an ``Outcome``); the study records
-    what the first completed trial said, and its precision when the study's is not known yet."""
-    import dataclasses
-
-    said = {"score_name": outcome.score_name, "score_data": outcome.score_data,
-            "heldout_data": outcome.heldout_data}
-    changes = {k: v for k, v in said.items() if v and v != getattr(meta, k)}
-    if meta.precision is None and outcome.precision:  # a Ray driver, or an older study: its first completed trial
-        changes["precision"] = outcome.precision
-    if not changes:
-        return meta
-    meta = dataclasses.replace(meta, **changes)
-    meta.save(study)
-    return meta
-
-
 def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchResult:
     prep = prepare(cfg, log)
     if cfg.backend == "ray":

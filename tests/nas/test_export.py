@@ -276,7 +276,7 @@ def test_a_failed_conversion_is_one_line_after_the_converters_last_lines(tmp_pat
 
 
 def test_a_failed_conversion_shows_the_converters_last_lines(capfd):
-    from nas.tflite import quiet_fds
+    from latency_models.quiet import quiet_fds
 
     with pytest.raises(RuntimeError, match="lowering failed"):
         with quiet_fds():

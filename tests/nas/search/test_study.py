@@ -330,7 +330,7 @@ def test_each_score_names_its_own_data(storage):
     masked-LM score on held-out text: the study records both, as the first completed trial said.
     A study written before ``heldout_data`` existed names its objective's data for every score."""
     from nas.search.objective import Outcome
-    from nas.search.runner import settle_score_meta
+    from nas.records import settle_score_meta
     from nas.search.study import create_or_check
 
     study, meta = create_or_check(storage, "d", _meta(objective="downstream", score_name="downstream_accuracy",
@@ -349,7 +349,7 @@ def test_a_study_of_unknown_precision_takes_its_first_trained_trials(storage):
     """A Ray driver that sees no GPU (or an older study) cannot tell what --precision auto trains in:
     the first completed trial says it, and a later outcome does not overwrite it."""
     from nas.search.objective import Outcome
-    from nas.search.runner import settle_score_meta
+    from nas.records import settle_score_meta
     from nas.search.study import create_or_check
 
     study, meta = create_or_check(storage, "r", _meta(precision=None))
