@@ -33,11 +33,11 @@ def train_run(spec: dict) -> dict:
     fields), threads, and optionally ``downstream`` (fine-tune steps on Rotten Tomatoes). Returns the spec with scores, timings and teacher passes."""
     import torch
 
-    from search_spaces.candidate import Candidate
     from nas.distill import DistillSettings, distill_candidate
     from nas.distill.teacher_cache import teacher_cache
-    from search_spaces.ops import count
     from nas.runtime import keep_freed_memory
+    from search_spaces.candidate import Candidate
+    from search_spaces.ops import count
 
     keep_freed_memory()  # as mbnas does
     torch.set_num_threads(spec.get("threads", 1))

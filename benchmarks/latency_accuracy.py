@@ -36,10 +36,10 @@ from latency_models.dataset import read_rows  # noqa: E402
 from latency_models.features import FEATURES, L2_FLOATS, features_many  # noqa: E402
 from latency_models.fit import error_stats, fit_relative, nnls, row_label  # noqa: E402
 from latency_models.profile import DeviceProfile  # noqa: E402
-from search_spaces.ops import OP_CLASSES, count, list_ops  # noqa: E402
-from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS  # noqa: E402
 from nas.table import markdown_table  # noqa: E402
 from search_spaces import load_space  # noqa: E402
+from search_spaces.ops import OP_CLASSES, count, list_ops  # noqa: E402
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "latency_accuracy.md"
 

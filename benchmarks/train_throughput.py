@@ -180,10 +180,10 @@ def main() -> int:
     from nas.distill import DistillSettings
     from nas.distill.teacher_cache import teacher_cache
     from nas.mlm import encode
-    from search_spaces.ops import count
     from nas.table import markdown_table
     from nas.teacher import load_teacher
     from search_spaces import load_space
+    from search_spaces.ops import count
 
     space = load_space(args.space)
     s = DistillSettings.for_space(space, transfer_batches=2)

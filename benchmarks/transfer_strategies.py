@@ -100,8 +100,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from nas.distill import STRATEGIES, DistillSettings
-    from search_spaces.ops import count
     from nas.teacher import describe
+    from search_spaces.ops import count
 
     space, teacher = teacher_of("demo")
     store = store_of()

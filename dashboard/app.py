@@ -19,8 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data, figures
-from search_spaces.errors import UserError
 from nas.records import describe_score
+from search_spaces.errors import UserError
 
 REFRESH_S = 15  # default seconds between re-reads of the storage (``--refresh``)
 TABS = ("Pareto front", "Trial", "History")

@@ -24,9 +24,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from search_spaces.errors import UserError
 from nas.records import StudyMeta, TrialRecord
 from nas.search.study import engine_url, require_sqlite_file
+from search_spaces.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 # study profile option in the device-profile switch: the latencies recorded by the search itself

@@ -58,9 +58,9 @@ def write_synthetic_study(storage: str, study_name: str, n_trials: int, *, space
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import FrozenTrial, TrialState
 
-    from search_spaces.ops import count
     from nas.records import DIRECTIONS, StudyMeta, TrialRecord
     from search_spaces import load_space
+    from search_spaces.ops import count
     from search_spaces.space import RandomSuggester
 
     sp = load_space(space)

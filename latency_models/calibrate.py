@@ -36,11 +36,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search_spaces.candidate import Candidate
-from search_spaces.errors import UserError
 from latency_models.features import FEATURES, INDEX, features_many
 from latency_models.fit import error_stats, fit_relative, group_columns, row_label, sha256_file
 from latency_models.profile import PROFILES_DIR, DeviceProfile
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
 
 DATA_DIR = Path(__file__).parent / "data"
 HOST_TRAIN = DATA_DIR / "host-cpu-litert-train.csv"
@@ -373,8 +373,8 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
 
     from latency_models.dataset import read_rows
     from latency_models.profile import load_profile
-    from search_spaces.files import read_user_text
     from latency_models.tflite_bench import candidate_for, parse_benchmark_output
+    from search_spaces.files import read_user_text
 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", device):
         raise UserError(f"--device {device!r}: use letters, digits, '.', '_' and '-' (it names the profile)")

@@ -318,8 +318,8 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
         2-4 blocks, demo-space candidates at their 4 blocks, the four reference architectures with
         Pixel 4 numbers, and a few BERT-/IB-BERT-like shapes; a shape also in ``train`` is dropped.
     """
-    from search_spaces.references import REFERENCES
     from search_spaces import load_space
+    from search_spaces.references import REFERENCES
 
     mb, demo = load_space("mobilebert"), load_space("demo")
     if which == "train":

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from search_spaces.candidate import Candidate
-from search_spaces.errors import UserError
 from latency_models.features import CACHE_FEATURES, FEATURES, INDEX, L2_FLOATS, features_many
 from latency_models.profile import DeviceProfile
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
 
 
 # ------------------------------------------------------------------------------------------------

@@ -27,11 +27,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from latency_models.features import CLASS_MATRIX, FEATURES, INDEX, features_from_ops, features_many
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.files import builtin_names, builtin_or_file
 from search_spaces.ops import OP_CLASSES
-from latency_models.features import CLASS_MATRIX, FEATURES, INDEX, features_from_ops, features_many
 
 SCHEMA = "mbnas.latency-profile/1"
 PROFILES_DIR = Path(__file__).parent / "profiles"

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces.errors import UserError, check_choice
-from search_spaces.files import check_output_folder, refuse_nonempty
 from nas.pareto import has_knee, knee_point, pareto_front
 from nas.records import StudyMeta
+from search_spaces.errors import UserError, check_choice
+from search_spaces.files import check_output_folder, refuse_nonempty
 
 PICKS = ("knee", "fastest", "most-accurate")
 SCHEMA = "mbnas.export/1"

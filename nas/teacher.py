@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from search_spaces.candidate import Candidate
 from nas.data.sources import sha256_file
 from nas.device import autocast_for
+from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 
 ASSET_DIR = Path(__file__).parent / "assets" / "teachers"
@@ -325,9 +325,9 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
     their hash like a teacher trained here. Safetensors only: a pickled ``pytorch_model.bin`` is not
     loaded (it can run code); convert it where it was made.
     """
-    from search_spaces.arch import resolve_arch
     from nas.data.corpus import corpus_for
     from nas.models import build_masked_lm
+    from search_spaces.arch import resolve_arch
 
     src = Path(src)
     weights = src / WEIGHTS

@@ -192,8 +192,8 @@ def largest_fit(rep: Report, device: str) -> None:
 
     from nas.distill import DistillSettings
     from nas.models import build_masked_lm
-    from search_spaces.ops import count
     from search_spaces import load_space
+    from search_spaces.ops import count
 
     space = load_space("mobilebert")
     big = {d.name: (max(d.choices) if d.choices is not None else d.high) for d in space.dimensions}

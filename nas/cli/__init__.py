@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from search_spaces.errors import Terminated, UserError
     from nas.runtime import keep_freed_memory
+    from search_spaces.errors import Terminated, UserError
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     keep_freed_memory()  # nas.runtime: large training temporaries are reused, not re-faulted

@@ -20,9 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_info(args) -> int:
+    from nas.table import markdown_table
     from search_spaces.arch import resolve_arch
     from search_spaces.ops import count, list_ops
-    from nas.table import markdown_table
 
     c = resolve_arch(args.arch, seq_len=args.seq_len or 128)
     seq = args.seq_len or c.seq_len

@@ -44,14 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_distill(args) -> int:
-    from search_spaces.arch import resolve_arch
     from nas.data.corpus import corpus_for
     from nas.device import check_device, precision_note
     from nas.distill import Diverged, DistillSettings, distill_candidate
     from nas.distill.settings import user_data_of
-    from search_spaces.errors import UserError
     from nas.teacher import load_teacher
     from search_spaces import load_space
+    from search_spaces.arch import resolve_arch
+    from search_spaces.errors import UserError
 
     check_device(args.device)
     note = precision_note(args.device, args.precision)

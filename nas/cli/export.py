@@ -36,8 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args) -> int:
-    from search_spaces.errors import UserError
     from nas.export import export_reference, export_trial
+    from search_spaces.errors import UserError
 
     if args.reference:
         if args.trial is not None or args.pick or args.under_ms is not None or args.tflite:

@@ -112,9 +112,9 @@ def _positive(name: str, v: int) -> None:
 
 # ------------------------------------------------------------------------------------------------
 def cmd_measure(args) -> int:
-    from search_spaces.arch import resolve_arch
     from latency_models.measure import measure_candidate
     from nas.tflite import export_candidate
+    from search_spaces.arch import resolve_arch
 
     for k in ("threads", "runs", "seq_len"):
         _positive(k.replace("_", "-"), getattr(args, k))
@@ -140,10 +140,10 @@ def cmd_measure(args) -> int:
 
 
 def cmd_dataset(args) -> int:
-    from search_spaces.errors import UserError
     from latency_models.dataset import measure_dataset, with_layers
     from nas.tflite import export_candidate
     from search_spaces import load_space
+    from search_spaces.errors import UserError
 
     for k in ("n", "threads", "runs"):
         _positive(k, getattr(args, k))
@@ -213,9 +213,9 @@ def cmd_bench_suite(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from search_spaces.arch import resolve_arch
     from latency_models import load_profile
     from latency_models.calibrate import other_host
+    from search_spaces.arch import resolve_arch
 
     _positive("seq-len", args.seq_len)
     prof = load_profile(args.device)

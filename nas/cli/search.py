@@ -25,9 +25,9 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from nas.distill.settings import SCORES
     from nas.search.local_workers import WORKER_FLAG
     from nas.search.study import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLER_HELP, SAMPLERS
-    from nas.distill.settings import SCORES
 
     p = sub.add_parser(
         "search", help="search the space: maximise the score, minimise predicted latency (resumable)",

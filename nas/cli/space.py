@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_show(args) -> int:
     from nas.distill import DistillSettings
-    from search_spaces.ops import count
     from nas.teacher import recipe_for
     from search_spaces import load_space
+    from search_spaces.ops import count
 
     space = load_space(args.space)
     if args.json:
@@ -102,10 +102,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from search_spaces.errors import UserError
-    from search_spaces.ops import count
     from nas.table import markdown_table
     from search_spaces import load_space
+    from search_spaces.errors import UserError
+    from search_spaces.ops import count
 
     if args.n < 1:
         raise UserError(f"-n must be >= 1, got {args.n}")

@@ -53,9 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args) -> int:
     import dataclasses
 
-    from search_spaces.errors import UserError
     from nas.teacher import describe, find_teacher, load_teacher, recipe_for, train_teacher
     from search_spaces import load_space
+    from search_spaces.errors import UserError
 
     check_device(args.device)
     if args.out is not None:  # before the training, not after it

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 
 from nas.device import PRECISIONS
-from search_spaces.errors import UserError, check_choice
 from nas.records import SCORE_MEANINGS
+from search_spaces.errors import UserError, check_choice
 
 # progressive / joint / auxiliary: MobileBERT's three knowledge-transfer schemes (paper section 4.3)
 # theseus: BERT-of-Theseus with the linear curriculum p = min(1, k*t + b); theseus-constant: p fixed

@@ -17,7 +17,6 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from search_spaces.candidate import Candidate
 from nas.device import autocast_for, training_precision
 from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings
@@ -26,6 +25,7 @@ from nas.distill.teacher_cache import TeacherCache, teacher_cache
 from nas.mlm import evaluate_mlm, masked_logits
 from nas.proxies import evaluate_proxies
 from nas.records import data_of
+from search_spaces.candidate import Candidate
 
 LayerCallback = Callable[[int, float], None]
 

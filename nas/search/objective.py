@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from search_spaces.candidate import Candidate
-from search_spaces.errors import UserError
-from search_spaces.ops import count
 from nas.records import TrialRecord
 from nas.search.early_stop import CandidateStopper, Curve, EarlyStopRule
 from nas.search.study import CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED
+from search_spaces.candidate import Candidate
+from search_spaces.errors import UserError
+from search_spaces.ops import count
 
 BUDGET_CONSTRAINT = "latency_budget_ms"  # constraint key: predicted ms - budget
 SPACE_CONSTRAINT = "space_constraints"  # constraint key: number of violated space constraints

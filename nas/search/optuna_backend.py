@@ -14,7 +14,6 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from search_spaces.errors import UserError
 from nas.records import settle_score_meta
 from nas.search.objective import (
     ErrorStreak, Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
@@ -24,6 +23,7 @@ from nas.search.study import (
     INTERRUPTED, REJECTED, RETRY_OF_ATTR, Liveness, counts_toward_budget, fresh_session, make_sampler, next_retry,
     process_seed, recover_interrupted,
 )
+from search_spaces.errors import UserError
 
 MAX_REJECTED_IN_A_ROW = 200  # over budget or repeats: a search that can't proceed (tiny space, tight budget)
 

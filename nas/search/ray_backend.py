@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from search_spaces.errors import UserError, require
 from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
@@ -47,6 +46,7 @@ from nas.search.objective import (
 )
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.study import Liveness, make_sampler, process_seed, recover_interrupted
+from search_spaces.errors import UserError, require
 
 MAX_ROUNDS = 20
 _SOCKET_ROOM = 60  # Ray appends about this much below its temp dir for unix sockets (limit 107 bytes)

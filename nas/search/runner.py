@@ -15,9 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from nas.distill.settings import RECIPE_VERSION, user_data_of
 from nas.device import check_device, precision_note, training_precision, worker_device
-from search_spaces.errors import UserError, check_choice
+from nas.distill.settings import RECIPE_VERSION, user_data_of
 from nas.records import StudyMeta
 from nas.search.early_stop import EarlyStopRule
 from nas.search.objective import TrialContext
@@ -25,6 +24,7 @@ from nas.search.progress import Summary, summarize
 from nas.search.study import (
     DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS, create_or_check, default_run_dir, open_storage, recover_interrupted,
 )
+from search_spaces.errors import UserError, check_choice
 
 OBJECTIVES = ("mlm", "downstream")
 BACKENDS = ("optuna", "ray")

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.distill.settings import RECIPE_MADE_BY
-from search_spaces.errors import UserError, check_choice
 from nas.records import DIRECTIONS, StudyMeta, TrialRecord
+from search_spaces.errors import UserError, check_choice
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 SAMPLERS = ("tpe", "nsga2", "gp", "random")

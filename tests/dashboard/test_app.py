@@ -275,8 +275,8 @@ def test_screenshot_of_a_study_with_nothing_to_draw_is_one_line(tmp_path):
     import optuna
 
     from dashboard.browser import screenshot
-    from search_spaces.errors import UserError
     from nas.records import DIRECTIONS
+    from search_spaces.errors import UserError
 
     url = f"sqlite:///{tmp_path / 'e.db'}"
     optuna.create_study(storage=url, study_name="older", directions=list(DIRECTIONS))

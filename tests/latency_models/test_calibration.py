@@ -10,8 +10,8 @@ from latency_models.calibrate import (HOST_HELDOUT, HOST_TRAIN, build_pixel_prof
                                       transfer_shape)
 from latency_models.features import CACHE_FEATURES
 from latency_models.fit import error_stats, fit_relative, nnls, sha256_file
-from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 from search_spaces import load_space
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
 VERIFIED = [n for n, r in REFERENCES.items() if r.pixel4_verified]
 

@@ -10,9 +10,9 @@ import pytest
 from latency_models import load_profile
 from latency_models.features import (CLASS_MATRIX, FEATURE_CLASS, FEATURES, INDEX, L2_FLOATS, features_from_ops,
                                      features_many)
+from search_spaces import load_space
 from search_spaces.ops import OP_CLASSES, count
 from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
-from search_spaces import load_space
 
 REFS = [r.candidate for r in REFERENCES.values()] + [c for c, _ in UNVERIFIED_PIXEL4_MS.values()]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search_spaces.errors import UserError
 from search_spaces import load_space
+from search_spaces.errors import UserError
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from latency_models import DeviceProfile, LatencyEstimate, list_profiles, load_profile
+from search_spaces import load_space
 from search_spaces.errors import UserError
 from search_spaces.ops import OP_CLASSES
 from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
-from search_spaces import load_space
 
 DEVICES = ["host-cpu-litert", "pixel4-cpu-tflite"]
 CANDS = ([r.candidate for r in REFERENCES.values()] + [c for c, _ in UNVERIFIED_PIXEL4_MS.values()]

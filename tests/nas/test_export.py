@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_spaces.errors import UserError
 from nas.records import StudyMeta, TrialRecord
+from search_spaces.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_export_cli(searched, tmp_path):
 def test_export_reference_config(name, tmp_path):
     from transformers import MobileBertConfig
 
-    from search_spaces.candidate import Candidate
     from nas.export import export_reference
+    from search_spaces.candidate import Candidate
     from search_spaces.references import REFERENCES
 
     res = export_reference(name, tmp_path)

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from search_spaces.errors import UserError
 from search_spaces import load_space
+from search_spaces.errors import UserError
 
 pytestmark = pytest.mark.slow
 

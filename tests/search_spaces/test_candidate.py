@@ -6,12 +6,12 @@ import json
 
 import pytest
 
+from search_spaces import load_space
 from search_spaces.arch import resolve_arch
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.ops import count
 from search_spaces.references import REFERENCES
-from search_spaces import load_space
 
 
 def _demo_candidates():

@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
+from search_spaces import RandomSuggester, builtin_spaces, load_space, parse_space
 from search_spaces.errors import UserError
 from search_spaces.ops import count
-from search_spaces import RandomSuggester, builtin_spaces, load_space, parse_space
 
 
 def test_builtins_present():

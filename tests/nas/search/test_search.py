@@ -103,8 +103,8 @@ def test_diverging_candidates_fail_with_reason_and_search_goes_on(smoke_teacher_
 
 
 def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher_dir, tmp_path):
-    from search_spaces.errors import UserError
     from nas.search import SearchConfig, run_search
+    from search_spaces.errors import UserError
 
     storage = f"sqlite:///{tmp_path / 'e.db'}"
     p = run_mbnas(*smoke_search(storage, "--device-profile", "no-such-phone"))
@@ -314,8 +314,8 @@ def test_plan_trial_writes_its_record_before_it_checks_for_repeats(tmp_path):
 def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
     """--score names the study's score; naming the default explicitly resumes a study made without it,
     and another score is refused (it is not also a distill option)."""
-    from search_spaces.errors import UserError
     from nas.search.runner import SearchConfig, prepare
+    from search_spaces.errors import UserError
 
     base = dict(space="smoke", storage=f"sqlite:///{tmp_path / 's.db'}", teacher=str(smoke_teacher_dir))
     meta = prepare(SearchConfig(**base), log=lambda s: None).meta

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from nas.distill.settings import RECIPE_VERSION
-from search_spaces.errors import UserError
 from nas.records import StudyMeta
+from search_spaces.errors import UserError
 
 
 def _meta(**changes) -> StudyMeta:
@@ -329,8 +329,8 @@ def test_each_score_names_its_own_data(storage):
     """With a downstream objective the task score is measured on the task's dev split and every
     masked-LM score on held-out text: the study records both, as the first completed trial said.
     A study written before ``heldout_data`` existed names its objective's data for every score."""
-    from nas.search.objective import Outcome
     from nas.records import settle_score_meta
+    from nas.search.objective import Outcome
     from nas.search.study import create_or_check
 
     study, meta = create_or_check(storage, "d", _meta(objective="downstream", score_name="downstream_accuracy",
@@ -348,8 +348,8 @@ def test_each_score_names_its_own_data(storage):
 def test_a_study_of_unknown_precision_takes_its_first_trained_trials(storage):
     """A Ray driver that sees no GPU (or an older study) cannot tell what --precision auto trains in:
     the first completed trial says it, and a later outcome does not overwrite it."""
-    from nas.search.objective import Outcome
     from nas.records import settle_score_meta
+    from nas.search.objective import Outcome
     from nas.search.study import create_or_check
 
     study, meta = create_or_check(storage, "r", _meta(precision=None))
