@@ -75,7 +75,7 @@ def _worker_pids(storage: str, exclude: set[int]) -> list[int]:
     """pids of processes training a trial now (from their trials' worker records)."""
     from optuna.trial import TrialState
 
-    from nas.search.study import WORKER_ATTR
+    from nas.search.liveness import WORKER_ATTR
 
     study = _study(storage)
     if study is None:

@@ -3,7 +3,7 @@
 Two parts, both written to ``benchmarks/results/search_efficiency.md``:
 
 1. Sampler comparison. Each sampler runs ``--seeds`` searches of ``--trials`` trials over the full
-   space, with the samplers exactly as ``mbnas search`` builds them (``nas.search.study.make_sampler``),
+   space, with the samplers exactly as ``mbnas search`` builds them (``nas.search.samplers.make_sampler``),
    latency from the real predictor, and hypervolume against the same fixed reference point as a real
    study. Training every proposal for real is far too slow for many repetitions on a CPU, so the
    score comes from a **clearly labelled proxy**: by default ``capacity`` (log10 of the parameters in
@@ -147,7 +147,7 @@ def proxy_curve(space, profile, score_fn, sampler, seed: int, trials: int, refer
     from nas.records import DIRECTIONS
     from nas.search.objective import BUDGET_CONSTRAINT
     from nas.search.optuna_backend import MAX_REJECTED_IN_A_ROW
-    from nas.search.study import make_sampler
+    from nas.search.samplers import make_sampler
 
     tally = tally if tally is not None else Tally()
     made = make_sampler(sampler, seed) if isinstance(sampler, str) else sampler(seed)
@@ -251,7 +251,7 @@ def early_stop_section(study, meta, factors: list[float]) -> str:
     from nas.records import TrialRecord
     from nas.search import EarlyStopRule, outcome_of
     from nas.search.early_stop import ReplayTrial, replay
-    from nas.search.study import LAYER_SECONDS_ATTR
+    from nas.search.outcomes import LAYER_SECONDS_ATTR
 
     trials = []
     for t in study.trials:

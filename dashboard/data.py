@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 
 from nas.records import StudyMeta, TrialRecord
-from nas.search.study import engine_url, require_sqlite_file
+from nas.search.defaults import DEFAULT_STORAGE
+from nas.search.storage import open_storage as storage_of
+from nas.search.storage import study_names as names_in
 from search_spaces.errors import UserError
 
-DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
 # study profile option in the device-profile switch: the latencies recorded by the search itself
 RECORDED = "recorded"
 # the reference architectures drawn on the Pareto plot (search_spaces.references names); the study's own
@@ -62,7 +63,8 @@ class Storage:
 
 
 def open_storage(url: str) -> Storage:
-    """Open ``url`` for reading; never creates a missing SQLite file (the dashboard only reads).
+    """Open ``url`` for reading (``nas.search.storage.open_storage``, read only: it never creates a
+    missing SQLite file or Optuna's tables).
 
     Keep the result for the life of the app: Optuna caches finished trials in it, and the fast
     reader reuses its engine.
@@ -71,19 +73,14 @@ def open_storage(url: str) -> Storage:
 
     from dashboard import fast_read
 
-    require_sqlite_file(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        rdb = optuna.storages.RDBStorage(engine_url(url), skip_table_creation=True)  # read only: never create tables
-    except Exception as exc:  # SQLAlchemy raises many kinds; all mean "cannot open this URL"
-        raise UserError(f"cannot open study storage {url}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    rdb = storage_of(url, read_only=True)
     return Storage(url, optuna.storages.get_storage(rdb), rdb if fast_read.fast_path_available(rdb) else None)
 
 
 def study_names(storage: Storage) -> list[str]:
     """Names of the studies in ``storage``, newest first."""
-    studies = storage.optuna.get_all_studies()
-    return [s.study_name for s in sorted(studies, key=lambda s: s._study_id, reverse=True)]
+    return names_in(storage.optuna)
 
 
 def _study_id(storage: Storage, study_name: str) -> int:

@@ -49,7 +49,7 @@ class Exported:
 
 
 def _exportable(study) -> list:
-    from nas.search.study import trial_views
+    from nas.search.outcomes import trial_views
 
     return [v for v in trial_views(study)
             if v.outcome == "complete" and v.feasible and v.values is not None and v.record is not None
@@ -59,7 +59,7 @@ def _exportable(study) -> list:
 def pick_trial(study, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
                notes: list[str] | None = None):
     """The ``TrialView`` to export (default: the knee of the front)."""
-    from nas.search.study import trial_views
+    from nas.search.outcomes import trial_views
 
     if trial is not None:
         views = {v.number: v for v in trial_views(study)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"  # = dashboard.data.DEFAULT_STORAGE (kept import-free here)
+from nas.search.defaults import DEFAULT_STORAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,13 +31,15 @@ def streamlit_command(storage: str, study: str | None, host: str, port: int, ref
     import sys
     from pathlib import Path
 
-    from nas.search.study import sqlite_path
+    from nas.search.storage import sqlite_path
 
     path = sqlite_path(storage)
     if path is not None and not path.is_absolute():
         _, sep, query = storage.partition("?")
         storage = f"sqlite:///{path.resolve()}{sep}{query}"
-    app = Path(importlib.util.find_spec("dashboard.app").origin).resolve()  # also from a stale editable install
+    # the app's file, found without importing the dashboard package (nothing below it imports it);
+    # also right from a stale editable install
+    app = (Path(importlib.util.find_spec("dashboard").origin).parent / "app.py").resolve()
     cmd = [sys.executable, "-m", "streamlit", "run", str(app),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
@@ -52,11 +54,11 @@ def streamlit_command(storage: str, study: str | None, host: str, port: int, ref
 def _missing_study(url: str, study: str) -> str | None:
     """A note when ``--study`` is not (yet) in the storage: a typo, or a search still to start. The
     server starts either way (it follows the storage and shows the study once a search creates it)."""
-    from dashboard.data import open_storage, study_names
+    from nas.search.storage import open_storage, study_names
     from search_spaces.errors import UserError
 
     try:
-        names = study_names(open_storage(url))
+        names = study_names(open_storage(url, read_only=True))
     except UserError as exc:
         return f"note: {exc}"
     if study in names:
@@ -97,7 +99,7 @@ def cmd_dashboard(args) -> int:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     if args.refresh < 0:
         raise UserError(f"--refresh must be >= 0 seconds (0: off), got {args.refresh:g}")
-    from nas.search.study import sqlite_path
+    from nas.search.storage import sqlite_path
 
     _check_port_free(args.host, args.port)
     cmd = streamlit_command(args.storage, args.study, args.host, args.port, args.refresh)

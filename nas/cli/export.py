@@ -9,7 +9,7 @@ from nas.cli.numbers import positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.search.study import DEFAULT_STORAGE
+    from nas.search.defaults import DEFAULT_STORAGE
 
     p = sub.add_parser(
         "export", help="write a trial's student (or a reference's config) for stock transformers",
@@ -46,7 +46,7 @@ def cmd_export(args) -> int:
     else:
         import optuna
 
-        from nas.search.study import load_study, open_storage
+        from nas.search.storage import load_study, open_storage
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = load_study(open_storage(args.storage, must_exist=True), args.study)

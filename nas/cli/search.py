@@ -26,8 +26,8 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from nas.distill.settings import SCORES
+    from nas.search.defaults import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS, SAMPLER_HELP
     from nas.search.local_workers import WORKER_FLAG
-    from nas.search.study import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLER_HELP, SAMPLERS
 
     p = sub.add_parser(
         "search", help="search the space: maximise the score, minimise predicted latency (resumable)",

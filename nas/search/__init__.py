@@ -11,10 +11,12 @@ Modules: ``objective`` (one trial), ``optuna_backend`` / ``ray_backend`` (who ru
 ``study`` (storage, samplers, liveness, resume), ``early_stop``, ``progress``, ``runner``.
 """
 
+from nas.search.defaults import SAMPLERS
 from nas.search.early_stop import EarlyStopRule
+from nas.search.outcomes import OUTCOMES, outcome_of
 from nas.search.progress import Summary, summarize
 from nas.search.runner import SearchConfig, SearchResult, default_study_name, run_search
-from nas.search.study import OUTCOMES, SAMPLERS, load_study, open_storage, outcome_of
+from nas.search.storage import load_study, open_storage
 
 __all__ = [
     "EarlyStopRule", "OUTCOMES", "SAMPLERS", "SearchConfig", "SearchResult", "Summary",

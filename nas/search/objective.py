@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from nas.records import TrialRecord
 from nas.search.early_stop import CandidateStopper, Curve, EarlyStopRule
-from nas.search.study import CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED
+from nas.search.outcomes import CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.ops import count
@@ -169,7 +169,7 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
     not the sampled values: two MHA/FFN ratios can round to one FFN width, and then build one model.
     Small spaces and a converging sampler propose the same candidate again; it is recorded as
     rejected, not retrained. Interrupted and failed trials do not count: those are worth another try
-    (an interrupted one gets it as a retry, ``nas.search.study.next_retry``), except a candidate that
+    (an interrupted one gets it as a retry, ``nas.search.liveness.next_retry``), except a candidate that
     killed its worker twice.
 
     Workers planning at the same moment (``--jobs 2``, several machines on one PostgreSQL study)
@@ -177,12 +177,13 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
     and then calls this; of two running trials with one candidate the lower-numbered trains. A
     running trial with a lower number that has not written its record yet is still planning (its
     sampler may take seconds on a long study), so it is waited for: while its worker's heartbeat is
-    fresh (``nas.search.study.Liveness``), up to ``PLAN_WAIT_MAX_S``; without a heartbeat yet, up
+    fresh (``nas.search.liveness.Liveness``), up to ``PLAN_WAIT_MAX_S``; without a heartbeat yet, up
     to ``wait_s`` (a worker that died between asking and claiming is left to the dead-worker
     recovery). A higher-numbered running trial defers to this one, so it is not counted."""
     from optuna.trial import TrialState
 
-    from nas.search.study import GRACE_S, HEARTBEAT_ATTR, KILLED_TWICE, outcome_of
+    from nas.search.liveness import GRACE_S, HEARTBEAT_ATTR, KILLED_TWICE
+    from nas.search.outcomes import outcome_of
 
     began = time.monotonic()
     want = cand.replace(name=None, mha_ffn_ratio=None)
@@ -215,7 +216,7 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
 def space_exhausted(study: Any, ctx: TrialContext) -> str | None:
     """Says so when every candidate of the space (times every searched strategy) has been tried:
     trained, being trained, stopped or rejected. Then every further proposal could only repeat one."""
-    from nas.search.study import counts_toward_budget, outcome_of
+    from nas.search.outcomes import counts_toward_budget, outcome_of
 
     trials = study.get_trials(deepcopy=False)
     tried = {tuple(sorted(t.params.items())) for t in trials

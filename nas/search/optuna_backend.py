@@ -15,14 +15,13 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from nas.records import settle_score_meta
+from nas.search.liveness import Liveness, fresh_session, next_retry, recover_interrupted
 from nas.search.objective import (
     ErrorStreak, Outcome, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
+from nas.search.outcomes import INTERRUPTED, REJECTED, RETRY_OF_ATTR, counts_toward_budget
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
-from nas.search.study import (
-    INTERRUPTED, REJECTED, RETRY_OF_ATTR, Liveness, counts_toward_budget, fresh_session, make_sampler, next_retry,
-    process_seed, recover_interrupted,
-)
+from nas.search.samplers import make_sampler, process_seed
 from search_spaces.errors import UserError
 
 MAX_REJECTED_IN_A_ROW = 200  # over budget or repeats: a search that can't proceed (tiny space, tight budget)

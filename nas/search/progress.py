@@ -10,7 +10,7 @@ from typing import Any
 
 from nas.pareto import ParetoPoint, hypervolume, pareto_front
 from nas.records import StudyMeta, describe_score
-from nas.search.study import HYPERVOLUME_ATTR, TrialView, trial_views
+from nas.search.outcomes import HYPERVOLUME_ATTR, TrialView, trial_views
 from nas.table import markdown_table
 
 

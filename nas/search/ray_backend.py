@@ -41,11 +41,12 @@ from typing import Any, Callable
 from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
+from nas.search.liveness import Liveness, recover_interrupted
 from nas.search.objective import (
     ErrorStreak, Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
-from nas.search.study import Liveness, make_sampler, process_seed, recover_interrupted
+from nas.search.samplers import make_sampler, process_seed
 from search_spaces.errors import UserError, require
 
 MAX_ROUNDS = 20

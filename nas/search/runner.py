@@ -18,12 +18,13 @@ from typing import Any, Callable
 from nas.device import check_device, precision_note, training_precision, worker_device
 from nas.distill.settings import RECIPE_VERSION, user_data_of
 from nas.records import StudyMeta
+from nas.search.defaults import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS
 from nas.search.early_stop import EarlyStopRule
+from nas.search.liveness import recover_interrupted
 from nas.search.objective import TrialContext
 from nas.search.progress import Summary, summarize
-from nas.search.study import (
-    DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS, create_or_check, default_run_dir, open_storage, recover_interrupted,
-)
+from nas.search.storage import default_run_dir, open_storage
+from nas.search.study import create_or_check
 from search_spaces.errors import UserError, check_choice
 
 OBJECTIVES = ("mlm", "downstream")

@@ -54,7 +54,7 @@ def test_page_follows_a_running_search(study_db, tmp_path):
     """A trial that finishes while the page is open shows up without a reload."""
     import optuna
 
-    from nas.search.study import sqlite_path
+    from nas.search.storage import sqlite_path
 
     src_url, name = study_db
     shutil.copy(sqlite_path(src_url), tmp_path / "live.db")

@@ -107,7 +107,7 @@ def test_export_cli(searched, tmp_path):
     left = sorted(f.name for f in (tmp_path / "knee").iterdir())
     assert left == ["architecture.json", "config.json", "model.safetensors", "notes.txt", "vocab.txt"]
     assert (tmp_path / "knee" / "notes.txt").read_text() == "mine"  # not ours: left alone
-    from nas.search.study import load_study, open_storage
+    from nas.search.storage import load_study, open_storage
 
     with pytest.raises(UserError, match="no study 'nope' in the storage .studies there: smoke-progressive-mlm"):
         load_study(open_storage(storage), "nope")
@@ -237,7 +237,7 @@ def test_a_failed_export_leaves_the_folder_as_it_was(searched, tmp_path, monkeyp
     leaves an earlier export whole, and the trial's own run folder is never an --out."""
     import nas.export
     from nas.export import export_trial
-    from nas.search.study import trial_views
+    from nas.search.outcomes import trial_views
 
     storage, study, _ = searched
     export_trial(study, tmp_path / "m", pick="fastest")

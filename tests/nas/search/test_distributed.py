@@ -184,7 +184,8 @@ def test_workers_opening_one_new_postgresql_study_at_once_agree_on_its_settings(
     import threading
 
     from nas.records import StudyMeta
-    from nas.search.study import create_or_check, open_storage
+    from nas.search.storage import open_storage
+    from nas.search.study import create_or_check
 
     meta = StudyMeta(space={"name": "smoke"}, strategy="progressive", objective="mlm", score_name="block_fidelity",
                      score_data="held-out", latency_profile="pixel4-cpu-tflite", latency_error="5%",
@@ -214,7 +215,7 @@ def test_plain_postgresql_url_as_in_the_readme_opens(postgres):
     """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; the postgres extra installs psycopg2.
     The search and the dashboard must both open the URL the README gives."""
     from dashboard.data import open_storage as open_for_dashboard
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     plain = postgres.replace("postgresql+psycopg2://", "postgresql://")
     assert plain != postgres
@@ -225,7 +226,7 @@ def test_plain_postgresql_url_as_in_the_readme_opens(postgres):
 
 def test_two_workers_share_one_postgresql_study(postgres, mbnas_argv, smoke_search, load_study, tmp_path):
     from nas.search import outcome_of
-    from nas.search.study import WORKER_ATTR
+    from nas.search.liveness import WORKER_ATTR
 
     argv = mbnas_argv(*smoke_search(postgres, "--run-dir", str(tmp_path / "students"), trials=4))
     procs = [subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -248,7 +249,7 @@ def test_two_workers_share_one_postgresql_study(postgres, mbnas_argv, smoke_sear
 
 def test_jobs_run_local_workers_on_one_sqlite_study(run_mbnas, smoke_search, load_study, tmp_path):
     from nas.search import outcome_of
-    from nas.search.study import WORKER_ATTR
+    from nas.search.liveness import WORKER_ATTR
 
     storage = f"sqlite:///{tmp_path / 'jobs.db'}"
     # trials of ~15 s (not the smoke budget's ~3 s), so the second process, which needs a few seconds

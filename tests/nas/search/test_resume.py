@@ -80,7 +80,7 @@ def test_a_killed_worker_costs_one_trials_time_never_a_trial(mbnas_argv, smoke_s
     from optuna.trial import TrialState
 
     from nas.search import outcome_of
-    from nas.search.study import WORKER_ATTR
+    from nas.search.liveness import WORKER_ATTR
 
     storage = f"sqlite:///{tmp_path / 'lost.db'}"
     longer = ("--distill-option", "layer_steps=60", "--distill-option", "pd_steps=120")
@@ -116,11 +116,13 @@ def test_a_candidate_that_kills_its_worker_twice_is_failed_and_not_retried(tmp_p
     from optuna.trial import TrialState
 
     from nas.search import outcome_of
-    from nas.search.study import RETRY_OF_ATTR, WORKER_ATTR, _identity, next_retry, open_storage, recover_interrupted
+    from nas.search.liveness import WORKER_ATTR, next_retry, recover_interrupted, worker_identity
+    from nas.search.outcomes import RETRY_OF_ATTR
+    from nas.search.storage import open_storage
 
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     study = optuna.create_study(storage=storage, study_name="s", directions=["maximize", "minimize"])
-    gone = {**_identity(), "pid": 2**22 + 7, "started": "0"}  # a worker of this machine that no longer runs
+    gone = {**worker_identity(), "pid": 2**22 + 7, "started": "0"}  # a worker of this machine that no longer runs
 
     def running(attrs):
         t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
@@ -150,7 +152,7 @@ def test_sigterm_stops_the_search_and_its_workers(mbnas_argv, smoke_search, load
     from optuna.trial import TrialState
 
     from nas.search import outcome_of
-    from nas.search.study import WORKER_ATTR
+    from nas.search.liveness import WORKER_ATTR
 
     storage = f"sqlite:///{tmp_path / 'term.db'}"
     # long trials: one seen training must still be training when the signal lands

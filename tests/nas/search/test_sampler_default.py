@@ -9,8 +9,9 @@ def test_default_sampler_is_the_documented_one():
     import optuna
 
     from nas.cli import search as cli_search
+    from nas.search.defaults import DEFAULT_SAMPLER, GP_STARTUP_TRIALS, SAMPLER_HELP
     from nas.search.runner import SearchConfig
-    from nas.search.study import DEFAULT_SAMPLER, GP_STARTUP_TRIALS, SAMPLER_HELP, make_sampler
+    from nas.search.samplers import make_sampler
 
     parser = argparse.ArgumentParser()
     cli_search.register(parser.add_subparsers())
@@ -33,7 +34,8 @@ def test_default_sampler_keeps_two_workers_apart(tmp_path):
     import optuna
 
     from nas.records import DIRECTIONS
-    from nas.search.study import make_sampler, open_storage
+    from nas.search.samplers import make_sampler
+    from nas.search.storage import open_storage
     from search_spaces import load_space
 
     space = load_space("smoke")
@@ -65,7 +67,7 @@ def test_tpe_proposes_where_the_gp_cannot_learn():
     from optuna.trial import TrialState
 
     from nas.records import DIRECTIONS
-    from nas.search.study import make_sampler
+    from nas.search.samplers import make_sampler
     from search_spaces import load_space
 
     space = load_space("smoke")

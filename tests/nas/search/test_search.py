@@ -15,7 +15,7 @@ from nas.records import StudyMeta, TrialRecord
 def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
     from nas.pareto import hypervolume
     from nas.search import outcome_of
-    from nas.search.study import HYPERVOLUME_ATTR
+    from nas.search.outcomes import HYPERVOLUME_ATTR
 
     storage = f"sqlite:///{tmp_path / 'runs' / 'mbnas.db'}"
     p = run_mbnas(*smoke_search(storage, trials=2))
@@ -136,7 +136,7 @@ def test_bad_settings_are_one_line_errors(run_mbnas, smoke_search, smoke_teacher
     # none of the refusals above left a study behind (the dashboard would open an empty one)
     import optuna
 
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     assert optuna.get_all_study_summaries(open_storage(storage), include_best_trial=False) == []
 
@@ -269,7 +269,7 @@ def test_two_workers_planning_one_candidate_at_once_train_it_once(tmp_path):
     assert 0.3 <= time.monotonic() - began < 5
     # a lower-numbered worker that is alive (its heartbeat is fresh) but still sampling is waited for
     # past that: a sampler's fit on a long study can take longer than any fixed wait
-    from nas.search.study import HEARTBEAT_ATTR
+    from nas.search.liveness import HEARTBEAT_ATTR
 
     slow, fourth = study.ask(), study.ask()
     slow.set_user_attr(HEARTBEAT_ATTR, time.time())

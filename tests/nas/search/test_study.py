@@ -22,7 +22,7 @@ def _meta(**changes) -> StudyMeta:
 
 @pytest.fixture
 def storage(tmp_path):
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     return open_storage(f"sqlite:///{tmp_path / 'sub' / 's.db'}")  # the folder is created
 
@@ -47,11 +47,12 @@ def test_a_study_of_another_training_recipe_is_not_resumed(storage):
 def test_dead_workers_trials_are_marked_interrupted(storage):
     from optuna.trial import TrialState
 
-    from nas.search.study import HEARTBEAT_ATTR, WORKER_ATTR, _identity, create_or_check, outcome_of, \
-        recover_interrupted
+    from nas.search.liveness import HEARTBEAT_ATTR, WORKER_ATTR, recover_interrupted, worker_identity
+    from nas.search.outcomes import outcome_of
+    from nas.search.study import create_or_check
 
     study, _ = create_or_check(storage, "s", _meta())
-    me = _identity()
+    me = worker_identity()
     here_dead = {**me, "pid": os.getpid(), "started": "0"}  # this pid, but another process's start time
     elsewhere = {**me, "key": "other-host/boot/1", "host": "other-host"}
     trials = [study.ask() for _ in range(4)]
@@ -194,13 +195,13 @@ def test_two_workers_creating_one_study_with_different_settings_cannot_both_go_o
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
 def test_samplers(name):
-    from nas.search.study import make_sampler
+    from nas.search.samplers import make_sampler
 
     assert make_sampler(name, 0) is not None
 
 
 def test_unknown_storage_is_a_user_error():
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     with pytest.raises(UserError, match="not a database URL"):
         open_storage("runs/mbnas.db")
@@ -215,7 +216,7 @@ def test_unknown_storage_is_a_user_error():
 def test_a_mistyped_storage_url_is_one_line_with_the_fix(url, match):
     import importlib.util
 
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     if "psycopg:" in url and importlib.util.find_spec("psycopg") is not None:
         pytest.skip("psycopg (3) is installed here: the URL is fine")
@@ -226,7 +227,7 @@ def test_a_mistyped_storage_url_is_one_line_with_the_fix(url, match):
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
 def test_in_memory_storage_is_refused(url):
     """Nothing would survive the search: no resume, no export, no dashboard."""
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     with pytest.raises(UserError, match="keeps the study in memory.*give a file, e.g. sqlite:///runs/mbnas.db"):
         open_storage(url)
@@ -236,7 +237,7 @@ def test_in_memory_storage_is_refused(url):
 def test_readers_refuse_an_in_memory_storage(url):
     """Export and the dashboard would open a new, empty database and report "no study"."""
     from dashboard.data import open_storage as dashboard_storage
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     for reader in (lambda: open_storage(url, must_exist=True), lambda: dashboard_storage(url)):
         with pytest.raises(UserError, match="in-memory database, which holds no study to read: give the file"):
@@ -244,7 +245,7 @@ def test_readers_refuse_an_in_memory_storage(url):
 
 
 def test_storage_folder_that_cannot_be_created_is_a_user_error(tmp_path):
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     (tmp_path / "a-file").write_text("")
     with pytest.raises(UserError, match=r"cannot create the folder .*a-file.*give a path you can write to"):
@@ -260,7 +261,7 @@ def test_samplers_survive_every_outcome(name):
     from optuna.trial import TrialState
 
     from nas.records import DIRECTIONS
-    from nas.search.study import make_sampler
+    from nas.search.samplers import make_sampler
     from search_spaces import load_space
 
     space = load_space("smoke")
@@ -297,7 +298,7 @@ def test_a_trial_record_written_attribute_by_attribute_reads_whole_or_not_at_all
 
 _OPEN_AT = """
 import sys, time
-from nas.search.study import open_storage
+from nas.search.storage import open_storage
 start, urls = float(sys.argv[1]), sys.argv[2:]
 for k, url in enumerate(urls):
     while time.time() < start + k:  # every process opens file k at the same moment
@@ -364,7 +365,7 @@ def test_a_study_of_unknown_precision_takes_its_first_trained_trials(storage):
 def test_a_storage_file_that_is_not_a_database_is_one_line(tmp_path):
     """A --storage naming some other file: one line, for the search (writer) and export/dashboard
     (readers), and the file is not touched."""
-    from nas.search.study import open_storage
+    from nas.search.storage import open_storage
 
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
