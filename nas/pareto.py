@@ -1,6 +1,6 @@
 """The 2-D Pareto set of (score, latency) and its exact hypervolume.
 
-Score is maximised and latency minimised (``nas.records.OBJECTIVES``). Both functions work on
+Score is maximised and latency minimised (``nas.records.OBJECTIVE_VALUES``). Both functions work on
 plain sequences of numbers, so the search's progress bar, the final table, the benchmark, export's
 ``--pick`` and the dashboard all compute the front the same way, without Optuna.
 

@@ -5,7 +5,7 @@ one study user attribute (``StudyMeta.save``, ``META_ATTR``); the dashboard and 
 back through ``from_trial`` / ``StudyMeta.from_study``. Keeping both directions here means the writer and the readers can
 never drift apart.
 
-Objective values of a complete trial, in this order (``OBJECTIVES``):
+Objective values of a complete trial, in this order (``OBJECTIVE_VALUES``):
     0: ``score``       maximise (the study's score: see ``StudyMeta.score_name``)
     1: ``latency_ms``  minimise (predicted by ``StudyMeta.latency_profile``; never measured)
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from search_spaces.candidate import Candidate
 
-OBJECTIVES = ("score", "latency_ms")
+OBJECTIVE_VALUES = ("score", "latency_ms")
 DIRECTIONS = ("maximize", "minimize")
 # What each score a study can maximise means (all "higher is better"); README "Scores" says more.
 SCORE_MEANINGS = {

@@ -25,8 +25,12 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.distill.settings import SCORES
-    from nas.search.defaults import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS, SAMPLER_HELP
+    from nas.distill.settings import DEFAULT_SCORE, OBJECTIVES, SCORES, STRATEGIES
+    from nas.search.defaults import (
+        BACKENDS, DEFAULT_OBJECTIVE, DEFAULT_PROFILE, DEFAULT_SAMPLER, DEFAULT_SPACE, DEFAULT_STORAGE, DEFAULT_STRATEGY,
+        DEFAULT_TRIALS, SAMPLER_HELP, SAMPLERS,
+    )
+    from nas.search.early_stop import EarlyStopRule
     from nas.search.local_workers import WORKER_FLAG
 
     p = sub.add_parser(
@@ -35,31 +39,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "profile (rejecting it before training when over --latency-budget-ms), distils it from the "
                     "space's teacher and scores it. Results go to an Optuna study; rerunning the same command "
                     "resumes it (a trial whose worker was killed is marked interrupted and its candidate retried once).")
-    p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
-    p.add_argument("--strategy", default="progressive",
-                   help="knowledge transfer: progressive (default), joint, auxiliary, theseus, theseus-constant, "
-                        "none (no teacher); or 'search' to search over them as one more dimension")
-    p.add_argument("--objective", default="mlm", choices=("mlm", "downstream"),
-                   help="mlm = a task-agnostic score on held-out text (--score; default); downstream = held-out "
-                        "accuracy on the labelled sentences after a short fine-tune")
+    p.add_argument("--space", default=DEFAULT_SPACE, help=f"built-in space name or YAML file (default {DEFAULT_SPACE})")
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY,
+                   help=f"knowledge transfer: {', '.join(STRATEGIES)} (none: no teacher; default {DEFAULT_STRATEGY}); "
+                        f"or 'search' to search over them as one more dimension")
+    p.add_argument("--objective", default=DEFAULT_OBJECTIVE, choices=OBJECTIVES,
+                   help=f"mlm = a task-agnostic score on held-out text (--score); downstream = held-out accuracy on "
+                        f"the labelled sentences after a short fine-tune (default {DEFAULT_OBJECTIVE})")
     p.add_argument("--score", choices=SCORES,
-                   help="task-agnostic score of --objective mlm (default block_fidelity; README 'Scores' says how "
+                   help=f"task-agnostic score of --objective mlm (default {DEFAULT_SCORE}; README 'Scores' says how "
                         "well each ranks candidates like a ground truth); part of the study's identity")
-    p.add_argument("--device-profile", default="pixel4-cpu-tflite", metavar="PROFILE",
-                   help="latency predictor (default pixel4-cpu-tflite; 'mbnas latency devices' lists them)")
+    p.add_argument("--device-profile", default=DEFAULT_PROFILE, metavar="PROFILE",
+                   help=f"latency predictor (default {DEFAULT_PROFILE}; 'mbnas latency devices' lists them)")
     p.add_argument("--latency-budget-ms", type=float, metavar="MS",
                    help="constraint: candidates predicted slower are rejected before training, with the reason")
     p.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=SAMPLERS, help=SAMPLER_HELP)
-    p.add_argument("--trials", type=int, default=12,
-                   help="trials that used training the study should hold: complete, stopped early or failed "
-                        "(default 12); a rerun adds only the missing ones. Rejected and interrupted trials cost no "
+    p.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                   help=f"trials that used training the study should hold: complete, stopped early or failed "
+                        f"(default {DEFAULT_TRIALS}); a rerun adds only the missing ones. Rejected and interrupted trials cost no "
                         "(finished) training and do not count")
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS", help="start no new trial after this long")
     p.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
                    help=f"Optuna storage (default {DEFAULT_STORAGE}, the dashboard's default too); "
                         f"postgresql://... lets several machines share one study")
     p.add_argument("--study", metavar="NAME", help="study name (default <space>-<strategy>-<objective>)")
-    p.add_argument("--backend", default="optuna", choices=("optuna", "ray"),
+    p.add_argument("--backend", default=BACKENDS[0], choices=BACKENDS,
                    help="optuna: trials one after another in this process (default); ray: Ray Tune with "
                         "Optuna's searcher, one trial per worker, results in the same storage")
     p.add_argument("--ray-address", metavar="ADDR",
@@ -83,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-early-stop", action="store_true",
                    help="train every candidate to the end (no per-layer early stopping)")
     p.add_argument("--early-stop-factor", type=factor, default=None, metavar="X",
-                   help="stop a candidate whose transfer loss at a layer is over X times that of >= 2 completed "
-                        "trials that are no slower (default 1.5)")
+                   help=f"stop a candidate whose transfer loss at a layer is over X times that of "
+                        f">= {EarlyStopRule().min_peers} completed trials that are no slower (default {EarlyStopRule().factor:g})")
     p.add_argument("--distill-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override a distillation setting (repeatable), e.g. lr=1e-3")
     add_corpus(p, "every candidate's transfer batches and held-out scores (part of the study's identity)")

@@ -13,6 +13,8 @@ from search_spaces.errors import UserError, check_choice
 # progressive / joint / auxiliary: MobileBERT's three knowledge-transfer schemes (paper section 4.3)
 # theseus: BERT-of-Theseus with the linear curriculum p = min(1, k*t + b); theseus-constant: p fixed
 # none: the same student trained with masked-LM only, from scratch: the no-teacher baseline
+# the task-agnostic score a search maximises unless --score says otherwise (README "Scores": how it was chosen)
+DEFAULT_SCORE = "block_fidelity"
 STRATEGIES = ("progressive", "joint", "auxiliary", "theseus", "theseus-constant", "none")
 # Which release's layer-wise schedule progressive transfer follows (README "Strategies"):
 # tf1: google-research mobilebert (run_pretraining.py): embeddings frozen, earlier layers at
@@ -98,7 +100,7 @@ class DistillSettings:
     downstream_steps: int = 300
     downstream_lr: float = 1e-3
     downstream_eval: int = 1000
-    score_name: str = "block_fidelity"
+    score_name: str = DEFAULT_SCORE
     device: str = "cpu"
     seed: int = 0
     corpus: tuple[str, ...] = ()

@@ -4,6 +4,12 @@ backends and the dashboard read them. Light on purpose (no Optuna import): ``mbn
 from __future__ import annotations
 
 DEFAULT_STORAGE = "sqlite:///runs/mbnas.db"
+DEFAULT_SPACE = "demo"
+DEFAULT_STRATEGY = "progressive"
+DEFAULT_OBJECTIVE = "mlm"  # one of nas.distill.settings.OBJECTIVES
+DEFAULT_PROFILE = "pixel4-cpu-tflite"
+DEFAULT_TRIALS = 12
+BACKENDS = ("optuna", "ray")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 DEFAULT_SAMPLER = "gp"
 GP_STARTUP_TRIALS = 2  # chosen on seeds 0-15 of benchmarks/search_efficiency.py (2: 7 / 10.5, 3: 8.5 / 11 trials)

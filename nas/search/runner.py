@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.device import check_device, precision_note, training_precision, worker_device
-from nas.distill.settings import RECIPE_VERSION, user_data_of
+from nas.distill.settings import OBJECTIVES, RECIPE_VERSION, user_data_of
 from nas.records import StudyMeta
-from nas.search.defaults import DEFAULT_SAMPLER, DEFAULT_STORAGE, SAMPLERS
+from nas.search.defaults import (
+    BACKENDS, DEFAULT_OBJECTIVE, DEFAULT_PROFILE, DEFAULT_SAMPLER, DEFAULT_SPACE, DEFAULT_STORAGE, DEFAULT_STRATEGY,
+    DEFAULT_TRIALS, SAMPLERS,
+)
 from nas.search.early_stop import EarlyStopRule
 from nas.search.liveness import recover_interrupted
 from nas.search.objective import TrialContext
@@ -27,9 +30,6 @@ from nas.search.storage import default_run_dir, open_storage
 from nas.search.study import create_or_check
 from search_spaces.errors import UserError, check_choice
 
-OBJECTIVES = ("mlm", "downstream")
-BACKENDS = ("optuna", "ray")
-DEFAULT_PROFILE = "pixel4-cpu-tflite"
 SCORE_FLOOR = 0.0  # worst acceptable score of the hypervolume reference point
 REFERENCE_SAMPLES = 512  # random candidates whose slowest prediction bounds the reference latency
 
@@ -38,17 +38,17 @@ REFERENCE_SAMPLES = 512  # random candidates whose slowest prediction bounds the
 class SearchConfig:
     """Settings of ``mbnas search`` (see ``nas/cli/search.py`` for each option's help)."""
 
-    space: str = "demo"
-    strategy: str = "progressive"
-    objective: str = "mlm"
+    space: str = DEFAULT_SPACE
+    strategy: str = DEFAULT_STRATEGY
+    objective: str = DEFAULT_OBJECTIVE
     device_profile: str = DEFAULT_PROFILE
     latency_budget_ms: float | None = None
     sampler: str = DEFAULT_SAMPLER
-    trials: int = 12
+    trials: int = DEFAULT_TRIALS
     timeout: float | None = None
     storage: str = DEFAULT_STORAGE
     study: str | None = None
-    backend: str = "optuna"
+    backend: str = BACKENDS[0]
     ray_address: str | None = None
     seed: int = 0
     device: str = "cpu"
