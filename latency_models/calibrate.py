@@ -319,7 +319,8 @@ def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
                     "threads": 4, "precision": "fp32",
                     "batch": 1, "seq_len": 128, "statistic": "as reported in the paper"},
         groups=PIXEL_GROUPS, shown=shown,
-        data=[{"path": "search_spaces/references.py (MobileBERT paper Tables 4-5; FACTS.md section 1)", "sha256": digest,
+        data=[{"path": "search_spaces/references.py (MobileBERT paper Tables 4-5; docs/FACTS.md section 1)",
+               "sha256": digest,
                "rows": len(y), "points": {r.name: r.pixel4_latency_ms for r in refs}}],
         description="MobileBERT paper's Pixel 4 latencies (TFLite, 4 threads, seq 128): one factor over the "
                     "host-cpu-litert op-level shape (compute), one on unfused LayerNorm/GELU element passes",

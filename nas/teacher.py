@@ -30,12 +30,17 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from nas.data.sources import sha256_file
 from nas.device import autocast_for
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import MobileBertForMaskedLM
+
+    from nas.data.tokenizer import Vocab
 
 ASSET_DIR = Path(__file__).parent / "assets" / "teachers"
 WEIGHTS, CONFIG, META, VOCAB = "model.safetensors", "config.json", "teacher.json", "vocab.txt"
@@ -77,14 +82,14 @@ def recipe_for(space) -> TeacherRecipe:
 class Teacher:
     """A loaded teacher. ``hash``: first 12 hex digits of the weights' sha256."""
 
-    model: Any  # MobileBertForMaskedLM (eval mode, no grad)
+    model: MobileBertForMaskedLM  # eval mode, no grad
     candidate: Candidate
     hash: str
     meta: dict[str, Any]
     path: Path
-    # nas.data.tokenizer.Vocab, checked when loaded (``teacher_vocab``): students inherit the teacher's
-    # embeddings and output layer, so their text is tokenised with it, and an export ships it
-    vocab: Any
+    # checked when loaded (``teacher_vocab``): students inherit the teacher's embeddings and output
+    # layer, so their text is tokenised with it, and an export ships it
+    vocab: Vocab
 
 
 def teacher_vocab(path: Path, meta: dict[str, Any]):

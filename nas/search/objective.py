@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from nas.records import TrialRecord
 from nas.search.early_stop import CandidateStopper, Curve, EarlyStopRule
@@ -30,9 +30,13 @@ from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.ops import count
 
+if TYPE_CHECKING:
+    from latency_models.profile import DeviceProfile
+    from nas.teacher import Teacher
+    from search_spaces.space import SearchSpace
+
 BUDGET_CONSTRAINT = "latency_budget_ms"  # constraint key: predicted ms - budget
 SPACE_CONSTRAINT = "space_constraints"  # constraint key: number of violated space constraints
-DEFAULT_STRATEGY = "progressive"
 
 
 @dataclass
@@ -45,11 +49,11 @@ class TrialContext:
     threads: torch threads per trial (None: torch's default).
     """
 
-    space: Any  # search_spaces.SearchSpace
+    space: SearchSpace
     strategy: str
     objective: str
-    profile: Any  # latency_models profile
-    teacher: Any  # nas.teacher.Teacher
+    profile: DeviceProfile
+    teacher: Teacher
     device: str = "cpu"
     seed: int = 0
     budget_ms: float | None = None
