@@ -12,6 +12,7 @@ It reads the Optuna storage a search writes, and nothing else. The numbers come 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 
@@ -66,8 +67,6 @@ def _references(url: str, study: str, fingerprint: tuple, profile: str):
 
 def _slider_format(step: float) -> str:
     """printf format with enough decimals for ``step`` (latencies run from microseconds to seconds)."""
-    import math
-
     return f"%.{max(0, -math.floor(math.log10(step))) + 1}f"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -418,8 +419,6 @@ def config_json(rec: TrialRecord) -> str:
 
 def export_command(storage_url: str, study_name: str, number: int) -> str:
     """The CLI line that exports the trial with its trained weights."""
-    import shlex
-
     return (f"mbnas export --study {shlex.quote(study_name)} --storage {shlex.quote(storage_url)} "
             f"--trial {number} --out {shlex.quote(f'export/{study_name}-trial{number}')}")
 

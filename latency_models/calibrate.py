@@ -31,6 +31,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -112,8 +116,6 @@ def _conditions_from_rows(paths: Sequence[str | Path]) -> dict[str, Any]:
 def build_host_profile(train: Sequence[Path] = (HOST_TRAIN,), heldout: Sequence[Path] = (HOST_HELDOUT,),
                        name: str = "host-cpu-litert") -> DeviceProfile:
     """Fit the host profile on ``train`` CSVs and measure it on ``heldout`` CSVs."""
-    import platform
-
     from latency_models.fit import fit_op_profile
 
     cands, y, data = ok_rows(train)
@@ -147,7 +149,6 @@ def _cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
 
     return platform.processor() or "unknown CPU"
 
@@ -302,9 +303,6 @@ def calibrate_scaled(base: DeviceProfile, cands: Sequence[Candidate], y: Sequenc
 
 def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
     """``pixel4-cpu-tflite`` from the verified Pixel 4 points of ``search_spaces.references`` (see module doc)."""
-    import hashlib
-    import json
-
     from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
     refs = [r for r in REFERENCES.values() if r.pixel4_verified and r.pixel4_latency_ms]
@@ -370,8 +368,6 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     class from 12 points on, compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the
     points can tell them apart, a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
-    import re
-
     from latency_models.dataset import read_rows
     from latency_models.profile import load_profile
     from latency_models.tflite_bench import candidate_for, parse_benchmark_output

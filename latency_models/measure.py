@@ -20,11 +20,13 @@ models interleaved, so that load drifts hit all of them alike.
 
 from __future__ import annotations
 
+import random
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from search_spaces.candidate import Candidate
@@ -73,8 +75,6 @@ class Measurement:
 
 
 def runtime_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for pkg in ("ai-edge-litert", "litert-torch", "torch", "transformers"):
         try:
@@ -168,7 +168,6 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
     (``best_round``: the least loaded round), or the 10th percentile of all runs; all three are kept.
     """
     check_choice("estimator", estimator, ESTIMATORS)
-    import random
 
     paths = [Path(p) for p in paths]
     vocab_sizes = vocab_sizes or [1000] * len(paths)

@@ -13,7 +13,9 @@ Objective values of a complete trial, in this order (``OBJECTIVE_VALUES``):
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from search_spaces.candidate import Candidate
@@ -44,9 +46,6 @@ def describe_score(name: str) -> str:
 def score_validity(name: str) -> str:
     """How well ``name`` ranked demo candidates like the ground truth (``nas/assets/score_validity.json``,
     written by benchmarks/proxy_validity.py once its measurement is complete), in words."""
-    import json
-    from pathlib import Path
-
     path = Path(__file__).parent / "assets" / "score_validity.json"
     if name == "downstream_accuracy":
         return "measured on the task itself"
@@ -202,8 +201,6 @@ class StudyMeta:
 def settle_score_meta(study, meta: StudyMeta, outcome) -> StudyMeta:
     """The trainer names its score and the data of its scores (an ``Outcome``); the study records
     what the first completed trial said, and its precision when the study's is not known yet."""
-    import dataclasses
-
     said = {"score_name": outcome.score_name, "score_data": outcome.score_data,
             "heldout_data": outcome.heldout_data}
     changes = {k: v for k, v in said.items() if v and v != getattr(meta, k)}

@@ -25,12 +25,13 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TYPE_CHECKING
 
 from nas.data.sources import sha256_file
 from nas.device import autocast_for
@@ -297,8 +298,6 @@ def _vocab_meta(vocab) -> dict[str, str]:
 def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None = None) -> Teacher:
     """Write the four files; the folder is named ``<space>-<hash>`` under ``out`` (default cache).
     ``meta`` names the vocabulary (``_vocab_meta``); its file is copied in, so the folder stands alone."""
-    import shutil
-
     from nas.data.tokenizer import get_vocab
     from search_spaces.vocab import BERT_VOCAB
 

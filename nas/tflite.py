@@ -10,6 +10,7 @@ written beside its destination and renamed into place, so a reader never sees ha
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from pathlib import Path
 
@@ -28,8 +29,6 @@ def converter():
 def convert(module, sample: tuple, path: str | Path) -> Path:
     """Write ``module`` traced on ``sample`` (a tuple of input tensors) to ``path`` with litert-torch.
     A conversion that fails is one line (what the converter said last is shown above it)."""
-    import logging
-
     import torch
 
     litert_torch = converter()

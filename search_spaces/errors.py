@@ -6,6 +6,8 @@ everything else propagate as a bug (exit 1 with a traceback).
 
 from __future__ import annotations
 
+import importlib
+
 
 class UserError(Exception):
     """Bad input from the user. ``str(err)`` is the single line shown: what, where, what to do."""
@@ -43,8 +45,6 @@ def check_choice(what: str, value, choices) -> None:
 
 def require(module: str, extra: str):
     """Import an optional backend lazily, raising an install hint when it is missing."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised only where the extra is absent

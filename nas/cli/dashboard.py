@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from nas.search.defaults import DEFAULT_STORAGE
 
@@ -27,10 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def streamlit_command(storage: str, study: str | None, host: str, port: int, refresh: float = 15.0) -> list[str]:
     """The ``streamlit run`` command line for the app (absolute SQLite paths, so cwd does not matter)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     from nas.search.storage import sqlite_path
 
     path = sqlite_path(storage)
@@ -70,8 +72,6 @@ def _missing_study(url: str, study: str) -> str | None:
 def _check_port_free(host: str, port: int) -> None:
     """One line before the URL is announced, not Streamlit's "Port N is not available" after it (and
     the announced URL would reach whatever holds the port: another dashboard, say)."""
-    import socket
-
     from search_spaces.errors import UserError
 
     try:
@@ -89,10 +89,6 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def cmd_dashboard(args) -> int:
-    import os
-    import subprocess
-    import sys
-
     from search_spaces.errors import UserError
 
     if not 0 < args.port < 65536:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -51,8 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args) -> int:
-    import dataclasses
-
     from nas.teacher import describe, find_teacher, load_teacher, recipe_for, train_teacher
     from search_spaces import load_space
     from search_spaces.errors import UserError

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from nas.device import PRECISIONS
 from nas.records import SCORE_MEANINGS
@@ -170,9 +172,6 @@ def user_data_of(s: DistillSettings, teacher, corpus=None) -> tuple[str | None, 
 
     Content, not paths: a search resumed after its files changed would mix trials scored on two data
     sets, while the same files moved elsewhere are the same study (``StudyMeta.user_data``)."""
-    import hashlib
-    from pathlib import Path
-
     from nas.data.corpus import corpus_for
     from nas.data.downstream import load_downstream
     from nas.teacher import data_note

@@ -5,6 +5,8 @@ a shared PostgreSQL), and the dashboard and export read one format."""
 
 from __future__ import annotations
 
+import importlib.util
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,6 @@ def _rdb_storage(optuna, url: str, kwargs: dict[str, Any], tries: int = 5, read_
     ``IntegrityError`` (a duplicate ``pg_type`` row), on SQLite an ``OperationalError`` "table
     studies already exists". Once the other process has created the schema, a retry finds it.
     """
-    import time
-
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     for attempt in range(tries):
@@ -94,8 +94,6 @@ def engine_url(url: str) -> str:
     psycopg2; without this the README's ``postgresql://user@host/db`` would fail with "driver
     missing" on a complete install. A URL that names its driver (``postgresql+psycopg2://``) is kept.
     """
-    import importlib.util
-
     scheme, sep, rest = url.partition("://")
     if scheme == "postgresql" and importlib.util.find_spec("psycopg") is None \
             and importlib.util.find_spec("psycopg2") is not None:

@@ -3,6 +3,7 @@ with (the settings that define what its numbers mean)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from nas.distill.settings import RECIPE_MADE_BY
@@ -46,7 +47,6 @@ def create_or_check(storage, name: str, meta: StudyMeta, sampler=None):
         meta.save(study)
         old = StudyMeta.from_study(study)  # study user attributes are read from the storage, not cached
     if study.metric_names is None:  # Optuna's own plots and optuna-dashboard label the axes with them
-        import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
