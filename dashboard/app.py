@@ -22,6 +22,7 @@ import streamlit as st
 from dashboard import data, figures
 from nas.records import describe_score
 from search_spaces.errors import UserError
+from search_spaces.references import REFERENCES
 
 REFRESH_S = 15  # default seconds between re-reads of the storage (``--refresh``)
 TABS = ("Pareto front", "Trial", "History")
@@ -297,8 +298,6 @@ def trial_view(ctx: Context) -> None:
             ctx.profile.estimate(rec.candidate).breakdown)
         mobilebert = None
         if ctx.profile is not None:
-            from search_spaces.references import REFERENCES
-
             mobilebert = dict(ctx.profile.estimate(REFERENCES["mobilebert"].candidate.replace(
                 seq_len=view.seq_len)).breakdown)
         if trial_breakdown:

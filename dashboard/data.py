@@ -25,11 +25,16 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from latency_models import load_profile
+from nas.export import architecture_record
+from nas.pareto import hypervolume as hv, pareto_front
 from nas.records import StudyMeta, TrialRecord
 from nas.search.defaults import DEFAULT_STORAGE
-from nas.search.storage import open_storage as storage_of
-from nas.search.storage import study_names as names_in
+from nas.search.storage import open_storage as storage_of, study_names as names_in
+from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+from search_spaces.ops import OP_CLASSES, count
+from search_spaces.references import REFERENCES
 
 # study profile option in the device-profile switch: the latencies recorded by the search itself
 RECORDED = "recorded"
@@ -203,8 +208,6 @@ def _states_words(states: dict[str, int]) -> str:
 def pareto_mask(score: Sequence[float], latency: Sequence[float]) -> np.ndarray:
     """Non-dominated points as a mask, by ``nas.pareto.pareto_front`` (O(n log n); the search, export
     and the dashboard compute the front the same way). Equal points are all kept, as Optuna does."""
-    from nas.pareto import pareto_front
-
     mask = np.zeros(len(score), dtype=bool)
     mask[[p.index for p in pareto_front(np.asarray(score, dtype=float).tolist(),
                                         np.asarray(latency, dtype=float).tolist())]] = True
@@ -221,8 +224,6 @@ def feasible_pareto(frame: pd.DataFrame, latency_col: str = "latency_ms") -> np.
 
 def hypervolume(score: Sequence[float], latency: Sequence[float], reference_point: tuple[float, float]) -> float:
     """Exact area dominated up to ``reference_point`` = (worst score, slowest latency): ``nas.pareto.hypervolume``."""
-    from nas.pareto import hypervolume as hv
-
     return hv(np.asarray(score, dtype=float).tolist(), np.asarray(latency, dtype=float).tolist(), reference_point)
 
 
@@ -294,8 +295,6 @@ def profiles_available() -> tuple[list[str], str | None]:
 
 
 def load_latency_profile(name: str):
-    from latency_models import load_profile
-
     return load_profile(name)
 
 
@@ -339,9 +338,6 @@ def _profile_name(profile) -> str:
 def reference_architectures(view: StudyView) -> list:
     """(label, Candidate) of the references drawn next to the trials: the study's own teacher and
     ``REFERENCE_NAMES``, each at the study's sequence length so that latencies compare like for like."""
-    from search_spaces.candidate import Candidate
-    from search_spaces.references import REFERENCES
-
     out = []
     try:  # the teacher alone: a stored space that today's rules refuse elsewhere still names it
         space = view.meta.space
@@ -356,8 +352,6 @@ def reference_architectures(view: StudyView) -> list:
 def reference_latencies(view: StudyView, profile) -> pd.DataFrame:
     """Predicted latency of ``reference_architectures`` on ``profile``. Their score on this study's
     data is not known (they were not trained here), so they have a latency and no score."""
-    from search_spaces.ops import count
-
     rows = []
     for label, c in reference_architectures(view):
         est = profile.estimate(c)
@@ -369,8 +363,6 @@ def reference_latencies(view: StudyView, profile) -> pd.DataFrame:
 
 def breakdown_table(trial: dict[str, float], mobilebert: dict[str, float] | None) -> pd.DataFrame:
     """Latency by op class (ms) of a trial, next to MobileBERT's when known; op classes of ``search_spaces.ops``."""
-    from search_spaces.ops import OP_CLASSES
-
     classes = list(OP_CLASSES) + sorted(set(trial) - set(OP_CLASSES))
     out = pd.DataFrame({"op class": classes, "trial": [float(trial.get(k, 0.0)) for k in classes]})
     if mobilebert is not None:
@@ -382,8 +374,6 @@ def breakdown_table(trial: dict[str, float], mobilebert: dict[str, float] | None
 # trial view and export
 def architecture_table(rec: TrialRecord) -> pd.DataFrame:
     """The architecture as (field, value) rows, with the realised MHA/FFN ratio next to the target."""
-    from search_spaces.ops import count
-
     c, k = rec.candidate, count(rec.candidate)
     rows = [
         ("blocks", c.num_layers), ("inter-block width (hidden)", c.hidden_size),
@@ -401,8 +391,6 @@ def architecture_table(rec: TrialRecord) -> pd.DataFrame:
 def architecture_json(view: StudyView, number: int, storage_url: str | None = None) -> str:
     """``architecture.json`` in ``mbnas export``'s format (schema ``mbnas.export/1``) without weights; every
     ``mbnas`` command accepts it as ARCH (``search_spaces.arch.resolve_arch`` reads its ``candidate``)."""
-    from nas.export import architecture_record
-
     rec, meta = view.records[number], view.meta
     row = view.frame.set_index("number").loc[number]
     arch = architecture_record(rec, meta, row["score"], row["latency_ms"], view.name, int(number), storage_url)

@@ -25,8 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
+from latency_models.measure import measure_candidate, measure_round_robin
+from search_spaces import load_space
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+from search_spaces.files import read_user_text
+from search_spaces.references import REFERENCES
 
 if TYPE_CHECKING:
     from latency_models.measure import Exporter
@@ -114,8 +118,6 @@ def _parse_row(raw: dict, where: str) -> Row:
 
 def read_rows(path: str | Path) -> list[Row]:
     """All rows of a measurement CSV; a malformed one raises ``UserError`` naming file and line."""
-    from search_spaces.files import read_user_text
-
     path = Path(path)
     text = read_user_text(path)
     reader = csv.DictReader(text.splitlines())
@@ -169,8 +171,6 @@ def retime_csv(path: str | Path, keep_dir: str | Path, out: str | Path | None = 
     CSV whose exported model is in ``keep_dir``; rewrite the CSV (or write ``out``) with the new
     numbers. The first measurement stays in ``first_latency_ms``. Returns the rows re-timed.
     """
-    from latency_models.measure import measure_round_robin
-
     path = Path(path)
     read_rows(path)  # validates; names a malformed line
     with path.open(newline="") as f:
@@ -249,8 +249,6 @@ def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, exp
     there instead of exporting it again (a second process may export ahead into the same folder).
     ``force``: append to a CSV whose rows were timed elsewhere (``check_same_host``).
     """
-    from latency_models.measure import measure_candidate
-
     out = Path(out)
     done = set()
     if out.exists() and out.stat().st_size:
@@ -318,9 +316,6 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
         2-4 blocks, demo-space candidates at their 4 blocks, the four reference architectures with
         Pixel 4 numbers, and a few BERT-/IB-BERT-like shapes; a shape also in ``train`` is dropped.
     """
-    from search_spaces import load_space
-    from search_spaces.references import REFERENCES
-
     mb, demo = load_space("mobilebert"), load_space("demo")
     if which == "train":
         out = [(c, "space:mobilebert seed 101 layers 2-6") for c in with_layers(mb.sample(40, 101), [2, 3, 4, 6], 101)]

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from search_spaces.arch import resolve_arch
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
 if TYPE_CHECKING:
     from latency_models.measure import Exporter
@@ -177,13 +179,10 @@ def looks_like_benchmark_output(path: str | Path) -> bool:
 
 def candidate_for(result: BenchmarkResult, search_dirs: Sequence[Path]) -> Candidate:
     """The architecture a benchmark ran: ``<stem>.json`` written by the bench suite, else a reference name."""
-    from search_spaces.arch import resolve_arch
-
     for d in search_dirs:
         for p in (d / f"{result.name}.json", d.parent / f"{result.name}.json"):
             if p.is_file():
                 return resolve_arch(str(p)).replace(name=result.name)
-    from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
     if result.name in REFERENCES:
         return REFERENCES[result.name].candidate
@@ -232,9 +231,6 @@ def write_bench_suite(out: str | Path, export: Exporter, archs: Sequence[str] = 
                       log=print) -> Path:
     """Export each architecture with ``export`` (``nas.tflite.export_candidate``) to
     ``<out>/<name>.tflite`` (+ ``<name>.json``) and write ``run_benchmarks.sh``."""
-    from search_spaces.arch import resolve_arch
-    from search_spaces.references import UNVERIFIED_PIXEL4_MS
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = []

@@ -30,8 +30,12 @@ from typing import Any
 
 from nas.pareto import has_knee, knee_point, pareto_front
 from nas.records import StudyMeta
+from nas.search.outcomes import trial_views
 from search_spaces.errors import UserError, check_choice
 from search_spaces.files import check_output_folder, refuse_nonempty
+from search_spaces.ops import count
+from search_spaces.references import get_reference
+from search_spaces.vocab import BERT_VOCAB
 
 PICKS = ("knee", "fastest", "most-accurate")
 SCHEMA = "mbnas.export/1"
@@ -49,8 +53,6 @@ class Exported:
 
 
 def _exportable(study) -> list:
-    from nas.search.outcomes import trial_views
-
     return [v for v in trial_views(study)
             if v.outcome == "complete" and v.feasible and v.values is not None and v.record is not None
             and v.record.weights]
@@ -59,8 +61,6 @@ def _exportable(study) -> list:
 def pick_trial(study, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
                notes: list[str] | None = None):
     """The ``TrialView`` to export (default: the knee of the front)."""
-    from nas.search.outcomes import trial_views
-
     if trial is not None:
         views = {v.number: v for v in trial_views(study)}
         if trial not in views:
@@ -204,7 +204,6 @@ def architecture_record(rec, meta, score: float, latency_ms: float, study_name: 
 def export_trial(study, out: Path, trial: int | None = None, pick: str | None = None, under_ms: float | None = None,
                  tflite: bool = False, storage_url: str | None = None, force: bool = False) -> Exported:
     from nas.data.tokenizer import get_vocab
-    from search_spaces.vocab import BERT_VOCAB
 
     meta = StudyMeta.from_study(study)
     if meta is None:
@@ -259,9 +258,6 @@ def export_trial(study, out: Path, trial: int | None = None, pick: str | None = 
 
 
 def export_reference(name: str, out: Path, force: bool = False) -> Exported:
-    from search_spaces.ops import count
-    from search_spaces.references import get_reference
-
     ref = get_reference(name)
     c = ref.candidate
     k = count(c)

@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from nas.distill.losses import feature_map_loss
+from nas.distill.settings import TransferWeights
 from nas.mlm import block_fidelity, masked_logits
 
 PROXIES = ("block_fidelity_raw", "heldout_transfer", "hybrid_likelihood")
@@ -32,9 +34,6 @@ PROXIES = ("block_fidelity_raw", "heldout_transfer", "hybrid_likelihood")
 def evaluate_proxies(student, teacher, cache, device: str = "cpu") -> dict[str, float]:
     """The scores of ``PROXIES`` for ``student`` (a trained ``MobileBertForMaskedLM``); {} when its
     blocks cannot stand in for the teacher's (another block count or width)."""
-    from nas.distill.losses import feature_map_loss
-    from nas.distill.settings import TransferWeights
-
     cfg, t_cfg = student.config, teacher.model.config
     if (cfg.num_hidden_layers, cfg.hidden_size) != (t_cfg.num_hidden_layers, t_cfg.hidden_size):
         return {}

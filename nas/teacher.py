@@ -33,10 +33,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TYPE_CHECKING
 
-from nas.data.sources import sha256_file
+from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
+from nas.data.sources import cache_dir, sha256_file
+from nas.data.tokenizer import get_vocab
 from nas.device import autocast_for
+from nas.mlm import blocks_skipped, evaluate_mlm, mlm_loss
+from nas.models import build_masked_lm
+from search_spaces.arch import load_json, resolve_arch
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+from search_spaces.vocab import BERT_VOCAB, VOCABS
 
 if TYPE_CHECKING:
     from transformers import MobileBertForMaskedLM
@@ -96,9 +102,6 @@ class Teacher:
 def teacher_vocab(path: Path, meta: dict[str, Any]):
     """A teacher folder's ``vocab.txt`` (by its built-in name when it is one), checked against the
     sha256 in teacher.json; BERT uncased for a folder from before vocabularies were choosable."""
-    from nas.data.tokenizer import get_vocab
-    from search_spaces.vocab import BERT_VOCAB, VOCABS
-
     own = path / VOCAB
     if not own.exists():
         if "vocab_sha256" in meta:
@@ -114,18 +117,13 @@ def teacher_vocab(path: Path, meta: dict[str, Any]):
 
 def _vocab_fits(space, meta: dict[str, Any]) -> bool:
     """Whether a stored teacher's vocabulary is the space's (by content)."""
-    from search_spaces.vocab import BERT_VOCAB
-
     if "vocab_sha256" not in meta:
         return space.vocab == BERT_VOCAB
-    from nas.data.tokenizer import get_vocab
 
     return meta["vocab_sha256"] == get_vocab(space.vocab).sha256
 
 
 def teachers_dir() -> Path:
-    from nas.data.sources import cache_dir
-
     return cache_dir() / "teachers"
 
 
@@ -154,9 +152,6 @@ def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: s
                     log: Callable[[str], None]) -> dict[str, Any]:
     """Score ``model`` on ``corpus``'s fixed held-out batches and log it: the ``heldout`` entry of
     teacher.json, naming its data."""
-    from nas.data.corpus import heldout_batches
-    from nas.mlm import blocks_skipped, evaluate_mlm
-
     batches = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches, vocab=corpus.vocab)
     scores = evaluate_mlm(model, batches, device=device)
     with blocks_skipped(model):
@@ -179,9 +174,6 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
                   command: str | None = None) -> Teacher:
     """Pre-train the space's teacher with masked-LM and save it; returns the loaded teacher."""
     import torch
-
-    from nas.data.corpus import corpus_for
-    from nas.models import build_masked_lm
 
     recipe = recipe or recipe_for(space)
     cand = space.teacher
@@ -213,9 +205,6 @@ def pretrain(model, corpus, seq_len: int, recipe: TeacherRecipe, device: str, lo
     tokens seen. A non-finite loss is a ``UserError``."""
     import numpy as np
     import torch
-
-    from nas.data.corpus import make_mlm_batches
-    from nas.mlm import mlm_loss
 
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
@@ -298,9 +287,6 @@ def _vocab_meta(vocab) -> dict[str, str]:
 def save_teacher(model, cand: Candidate, meta: dict[str, Any], out: Path | None = None) -> Teacher:
     """Write the four files; the folder is named ``<space>-<hash>`` under ``out`` (default cache).
     ``meta`` names the vocabulary (``_vocab_meta``); its file is copied in, so the folder stands alone."""
-    from nas.data.tokenizer import get_vocab
-    from search_spaces.vocab import BERT_VOCAB
-
     root = Path(out) if out else teachers_dir()
     tmp = root / f".tmp-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -329,10 +315,6 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
     their hash like a teacher trained here. Safetensors only: a pickled ``pytorch_model.bin`` is not
     loaded (it can run code); convert it where it was made.
     """
-    from nas.data.corpus import corpus_for
-    from nas.models import build_masked_lm
-    from search_spaces.arch import resolve_arch
-
     src = Path(src)
     weights = src / WEIGHTS
     if not (src / CONFIG).is_file():
@@ -349,8 +331,6 @@ def import_teacher(space, src: Path, corpus_files: list[Path] | None = None, dev
     _load_weights(model, weights)
     corpus = corpus_for(corpus_files, vocab=space.vocab)
     if (src / VOCAB).is_file():
-        from nas.data.tokenizer import get_vocab
-
         theirs = get_vocab(str((src / VOCAB).resolve()))
         if theirs.sha256 != corpus.vocab.sha256:
             raise UserError(f"{src / VOCAB}: not the vocabulary of space '{space.name}' ({corpus.vocab.label}); "
@@ -398,15 +378,12 @@ def _first_mismatch(model, weights: Path) -> str | None:
 
 def load_teacher_dir(path: Path, device: str = "cpu", expect: Candidate | None = None) -> Teacher:
     """Load and verify a teacher folder (our layout: the three files above)."""
-    from nas.models import build_masked_lm
-
     path = Path(path)
     if path.is_file():  # --teacher .../model.safetensors: the folder was meant
         raise UserError(f"{path}: a file; a teacher is the folder holding {WEIGHTS} and {META}: give {path.parent}")
     for f in (WEIGHTS, META):
         if not (path / f).exists():
             raise UserError(f"{path}: not a teacher folder (no {f}); train one with 'mbnas teacher train'")
-    from search_spaces.arch import load_json
 
     meta = load_json(path / META)  # not valid JSON: one line naming the file
     if not isinstance(meta, dict) or not isinstance(meta.get("candidate"), dict):
@@ -469,8 +446,6 @@ def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> 
         return t
     found = find_teacher(space)
     if found is None:
-        from search_spaces.vocab import BERT_VOCAB
-
         vocab = "" if space.vocab == BERT_VOCAB else f" and vocab {space.vocab}"
         raise UserError(f"no teacher of shape {space.teacher.label}{vocab} (space '{space.name}''s teacher block, "
                         f"{space.source}): run 'mbnas teacher train --space {space.ref}' "

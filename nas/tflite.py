@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from latency_models.quiet import quiet_fds
+from nas.models import build_base_model
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError, require
 
@@ -75,8 +76,6 @@ def export_candidate(c: Candidate, path: str | Path, seq_len: int | None = None,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow imports
     import torch
-
-    from nas.models import build_base_model
 
     torch.manual_seed(seed)
     s = seq_len or c.seq_len

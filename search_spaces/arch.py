@@ -8,13 +8,12 @@ from pathlib import Path
 
 from search_spaces.candidate import SCHEMA, Candidate
 from search_spaces.errors import UserError
+from search_spaces.files import read_user_text
 from search_spaces.references import REFERENCES
 
 
 def load_json(path: Path) -> object:
     """A user's JSON file; unreadable or malformed is one ``UserError`` line naming where."""
-    from search_spaces.files import read_user_text
-
     text = read_user_text(path)
     try:
         return json.loads(text)

@@ -15,14 +15,16 @@ import signal
 import sys
 import threading
 
+from nas import __version__
+from nas.cli.numbers import OneLineParser
+from nas.runtime import keep_freed_memory
+from search_spaces.errors import Terminated, UserError
+
 # command group -> module under nas.cli
 GROUPS = ("space", "arch", "teacher", "distill", "latency", "search", "export", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nas import __version__
-    from nas.cli.numbers import OneLineParser
-
     parser = OneLineParser(
         prog="mbnas",
         description="Search the MobileBERT design space for compact BERT models that are accurate and fast on a phone.",
@@ -42,9 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.runtime import keep_freed_memory
-    from search_spaces.errors import Terminated, UserError
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     keep_freed_memory()  # nas.runtime: large training temporaries are reused, not re-faulted
     args = build_parser().parse_args(argv)
@@ -87,8 +86,6 @@ def _say_stopped(args, what: str) -> None:
 def _stop_on_sigterm():
     """Make SIGTERM raise ``Terminated`` (see there) while a command runs; returns what undoes it
     (a no-op off the main thread, where Python cannot set a handler)."""
-    from search_spaces.errors import Terminated
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 

@@ -6,6 +6,9 @@ import argparse
 import json
 
 from nas.cli.numbers import positive_int
+from nas.table import markdown_table
+from search_spaces.arch import resolve_arch
+from search_spaces.ops import count, list_ops
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +23,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_info(args) -> int:
-    from nas.table import markdown_table
-    from search_spaces.arch import resolve_arch
-    from search_spaces.ops import count, list_ops
-
     c = resolve_arch(args.arch, seq_len=args.seq_len or 128)
     seq = args.seq_len or c.seq_len
     k = count(c, seq)

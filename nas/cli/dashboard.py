@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from nas.search.defaults import DEFAULT_STORAGE
+from nas.search.storage import open_storage, sqlite_path, study_names
+from search_spaces.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,8 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def streamlit_command(storage: str, study: str | None, host: str, port: int, refresh: float = 15.0) -> list[str]:
     """The ``streamlit run`` command line for the app (absolute SQLite paths, so cwd does not matter)."""
-    from nas.search.storage import sqlite_path
-
     path = sqlite_path(storage)
     if path is not None and not path.is_absolute():
         _, sep, query = storage.partition("?")
@@ -56,9 +56,6 @@ def streamlit_command(storage: str, study: str | None, host: str, port: int, ref
 def _missing_study(url: str, study: str) -> str | None:
     """A note when ``--study`` is not (yet) in the storage: a typo, or a search still to start. The
     server starts either way (it follows the storage and shows the study once a search creates it)."""
-    from nas.search.storage import open_storage, study_names
-    from search_spaces.errors import UserError
-
     try:
         names = study_names(open_storage(url, read_only=True))
     except UserError as exc:
@@ -72,8 +69,6 @@ def _missing_study(url: str, study: str) -> str | None:
 def _check_port_free(host: str, port: int) -> None:
     """One line before the URL is announced, not Streamlit's "Port N is not available" after it (and
     the announced URL would reach whatever holds the port: another dashboard, say)."""
-    from search_spaces.errors import UserError
-
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -89,13 +84,10 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def cmd_dashboard(args) -> int:
-    from search_spaces.errors import UserError
-
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}")
     if args.refresh < 0:
         raise UserError(f"--refresh must be >= 0 seconds (0: off), got {args.refresh:g}")
-    from nas.search.storage import sqlite_path
 
     _check_port_free(args.host, args.port)
     cmd = streamlit_command(args.storage, args.study, args.host, args.port, args.refresh)

@@ -9,13 +9,15 @@ from pathlib import Path
 
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import positive_int, seed
-from nas.device import CANDIDATE_DEVICE_HELP, PRECISION_HELP, PRECISIONS
+from nas.device import CANDIDATE_DEVICE_HELP, PRECISION_HELP, PRECISIONS, check_device, precision_note
+from nas.distill.settings import LAYERWISE_RELEASES, SCORES, STRATEGIES, user_data_of
+from search_spaces import load_space
+from search_spaces.arch import resolve_arch
+from search_spaces.errors import UserError
 from search_spaces.files import check_output_folder, refuse_nonempty
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.distill.settings import LAYERWISE_RELEASES, SCORES, STRATEGIES
-
     p = sub.add_parser("distill", help="train one candidate from the fixed teacher and score it")
     p.add_argument("--space", default="demo", help="built-in space name or YAML file (default demo)")
     p.add_argument("--arch", required=True, metavar="ARCH",
@@ -45,13 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_distill(args) -> int:
     from nas.data.corpus import corpus_for
-    from nas.device import check_device, precision_note
     from nas.distill import Diverged, DistillSettings, distill_candidate
-    from nas.distill.settings import user_data_of
     from nas.teacher import load_teacher
-    from search_spaces import load_space
-    from search_spaces.arch import resolve_arch
-    from search_spaces.errors import UserError
 
     check_device(args.device)
     note = precision_note(args.device, args.precision)

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from nas.cli.numbers import positive_float
+from nas.export import export_reference, export_trial
+from nas.search.defaults import DEFAULT_STORAGE
+from nas.search.storage import load_study, open_storage
+from search_spaces.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.search.defaults import DEFAULT_STORAGE
-
     p = sub.add_parser(
         "export", help="write a trial's student (or a reference's config) for stock transformers",
         description="Writes config.json (stock MobileBertConfig), model.safetensors, vocab.txt and architecture.json "
@@ -36,17 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args) -> int:
-    from nas.export import export_reference, export_trial
-    from search_spaces.errors import UserError
-
     if args.reference:
         if args.trial is not None or args.pick or args.under_ms is not None or args.tflite:
             raise UserError("--reference exports a config only: --trial/--pick/--under-ms/--tflite need --study")
         res = export_reference(args.reference, args.out, force=args.force)
     else:
         import optuna
-
-        from nas.search.storage import load_study, open_storage
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = load_study(open_storage(args.storage, must_exist=True), args.study)

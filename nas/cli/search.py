@@ -10,6 +10,16 @@ import sys
 from nas.cli.data_options import add_corpus, add_task_csv, data_settings
 from nas.cli.numbers import factor, positive_float, seed
 from nas.device import CANDIDATE_DEVICE_HELP, PRECISION_HELP, PRECISIONS
+from nas.distill.settings import DEFAULT_SCORE, OBJECTIVES, SCORES, STRATEGIES
+from nas.search import SearchConfig, run_search
+from nas.search.defaults import (
+    BACKENDS, DEFAULT_OBJECTIVE, DEFAULT_PROFILE, DEFAULT_SAMPLER, DEFAULT_SPACE, DEFAULT_STORAGE, DEFAULT_STRATEGY,
+    DEFAULT_TRIALS, SAMPLER_HELP, SAMPLERS,
+)
+from nas.search.early_stop import EarlyStopRule
+from nas.search.local_workers import WORKER_FLAG, default_threads
+from nas.search.progress import outcome_line, pareto_table
+from search_spaces.errors import UserError
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -25,14 +35,6 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nas.distill.settings import DEFAULT_SCORE, OBJECTIVES, SCORES, STRATEGIES
-    from nas.search.defaults import (
-        BACKENDS, DEFAULT_OBJECTIVE, DEFAULT_PROFILE, DEFAULT_SAMPLER, DEFAULT_SPACE, DEFAULT_STORAGE, DEFAULT_STRATEGY,
-        DEFAULT_TRIALS, SAMPLER_HELP, SAMPLERS,
-    )
-    from nas.search.early_stop import EarlyStopRule
-    from nas.search.local_workers import WORKER_FLAG
-
     p = sub.add_parser(
         "search", help="search the space: maximise the score, minimise predicted latency (resumable)",
         description="Multi-objective search: each trial samples a candidate, predicts its latency on the device "
@@ -105,18 +107,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_search(args) -> int:
     import optuna
 
-    from nas.search import EarlyStopRule, SearchConfig, run_search
-    from nas.search.local_workers import default_threads
-    from nas.search.progress import outcome_line, pareto_table
-
     from transformers.utils import logging as hf_logging
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it all
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar per trial
 
     if args.no_early_stop and args.early_stop_factor is not None:
-        from search_spaces.errors import UserError
-
         raise UserError("--early-stop-factor with --no-early-stop: there is no early stopping to tune; give one of "
                         "them")
     threads, worker_argv = args.threads, None

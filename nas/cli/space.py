@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 
 from nas.cli.numbers import seed
+from nas.distill import DistillSettings
+from nas.table import markdown_table
+from search_spaces import load_space
+from search_spaces.errors import UserError
 from search_spaces.files import check_output_folder
+from search_spaces.ops import count
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,10 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_show(args) -> int:
-    from nas.distill import DistillSettings
     from nas.teacher import recipe_for
-    from search_spaces import load_space
-    from search_spaces.ops import count
 
     space = load_space(args.space)
     if args.json:
@@ -93,8 +95,6 @@ def space_yaml(d: dict) -> str:
 
 
 def cmd_validate(args) -> int:
-    from search_spaces import load_space
-
     space = load_space(args.space)
     print(f"ok: {args.space} (space '{space.name}', {len(space.dimensions)} dimensions, "
           f"{space.size:,} combinations)")
@@ -102,11 +102,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from nas.table import markdown_table
-    from search_spaces import load_space
-    from search_spaces.errors import UserError
-    from search_spaces.ops import count
-
     if args.n < 1:
         raise UserError(f"-n must be >= 1, got {args.n}")
     space = load_space(args.space)

@@ -10,6 +10,8 @@ from pathlib import Path
 from nas.cli.data_options import add_corpus
 from nas.cli.numbers import nonnegative_int, positive_float, positive_int, seed
 from nas.device import PRECISIONS, TRAIN_DEVICE_HELP, check_device
+from search_spaces import load_space
+from search_spaces.errors import UserError
 from search_spaces.files import check_output_folder
 
 
@@ -53,8 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args) -> int:
     from nas.teacher import describe, find_teacher, load_teacher, recipe_for, train_teacher
-    from search_spaces import load_space
-    from search_spaces.errors import UserError
 
     check_device(args.device)
     if args.out is not None:  # before the training, not after it
@@ -102,7 +102,6 @@ def _not_as_asked(t, changes: dict, corpus) -> str | None:
 
 def cmd_import(args) -> int:
     from nas.teacher import describe, import_teacher
-    from search_spaces import load_space
 
     check_device(args.device)
     if args.out is not None:  # before the scoring, not after it
@@ -115,7 +114,6 @@ def cmd_import(args) -> int:
 
 def cmd_info(args) -> int:
     from nas.teacher import describe, load_teacher
-    from search_spaces import load_space
 
     space = load_space(args.space)
     print(describe(load_teacher(space, path=args.teacher)))

@@ -15,6 +15,8 @@ import argparse
 from collections.abc import Iterable
 from pathlib import Path
 
+from nas.data.corpus import BUILTIN_SOURCES, is_heldout, news_documents, wiki_documents
+
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 UNUSED = 99  # [unused0..98] fill ids 1-99, so [UNK] is 100 as in BERT
 
@@ -38,8 +40,6 @@ def learn_vocab(texts: Iterable[str], size: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nas.data.corpus import BUILTIN_SOURCES, is_heldout, news_documents, wiki_documents
-
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=4096, help="lines of the vocabulary (default 4096)")
     p.add_argument("--heldout-fraction", type=float, default=0.05, help="as load_corpus's (default 0.05)")

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.distill.stage import Diverged, Stage
+
 
 @lru_cache(maxsize=4)
 def _encoded(seq_len: int, csv_path: str | None, vocab):
@@ -29,8 +31,6 @@ def evaluate_downstream(student, c, s, vocab, csv_path: str | None = None) -> tu
     it is what gets exported). A fine-tune whose loss or dev logits stop being finite raises
     ``Diverged``, as pre-training does: argmax over NaN logits is class 0, a fake accuracy."""
     from transformers import MobileBertForSequenceClassification
-
-    from nas.distill.stage import Diverged, Stage
 
     data, train, dev = _encoded(c.seq_len, csv_path, vocab)
     cfg = copy.deepcopy(student.config)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nas.device import PRECISIONS
 from nas.records import SCORE_MEANINGS
+from search_spaces import load_space
 from search_spaces.errors import UserError, check_choice
 
 # progressive / joint / auxiliary: MobileBERT's three knowledge-transfer schemes (paper section 4.3)
@@ -152,8 +153,6 @@ class DistillSettings:
     def for_space(cls, space, **overrides) -> "DistillSettings":
         """The space file's ``budget.distill`` (a space or its name), then ``overrides``."""
         if isinstance(space, str):
-            from search_spaces import load_space
-
             space = load_space(space)
         return cls(**{**space.distill_budget, **overrides})
 

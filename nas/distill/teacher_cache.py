@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
 from nas.data.tokenizer import Batch, Vocab
+from search_spaces.errors import UserError
 
 
 class TransferStream:
@@ -39,8 +41,6 @@ class TransferStream:
         return self.size
 
     def __getitem__(self, i: int) -> Batch:
-        from nas.data.corpus import make_mlm_batches
-
         i %= self.size
         if self._last is None or self._last[0] != i:  # a step reads its batch more than once
             rng = np.random.default_rng([10_000 + self.seed, i])  # random access: no state carried between batches
@@ -153,8 +153,6 @@ def transfer_cache_bytes() -> int:
     except ValueError:
         gb = -1.0
     if not gb >= 0:
-        from search_spaces.errors import UserError
-
         raise UserError(f"MBNAS_TEACHER_CACHE_GB={raw!r}: give a number of gigabytes >= 0 (0 keeps none)")
     return int(gb * 1e9)
 
@@ -179,8 +177,6 @@ def _spill_dir(shape: tuple) -> Path | None:
 def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     """Build (or reuse, within this process) the shared teacher outputs for ``settings``, on
     ``corpus`` (default: ``settings.corpus``, see ``nas.data.corpus.corpus_for``)."""
-    from nas.data.corpus import corpus_for, heldout_batches
-
     corpus = corpus or corpus_for(settings.corpus, vocab=teacher.vocab)  # cached token streams: ~20 ms once tokenised
     if corpus.vocab.sha256 != teacher.vocab.sha256:
         raise ValueError(f"corpus tokenised with {corpus.vocab.label}, teacher {teacher.hash} reads {teacher.vocab.label}")

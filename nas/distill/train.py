@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from nas.device import autocast_for, training_precision
+from nas.distill.downstream import evaluate_downstream
 from nas.distill.losses import attention_loss, feature_map_loss, kd_loss
 from nas.distill.settings import DistillSettings
 from nas.distill.stage import Diverged, Stage
 from nas.distill.teacher_cache import TeacherCache, teacher_cache
 from nas.mlm import evaluate_mlm, masked_logits
+from nas.models import build_masked_lm
 from nas.proxies import evaluate_proxies
 from nas.records import data_of
 from search_spaces.candidate import Candidate
@@ -75,8 +77,6 @@ class DistillResult:
 def init_student(c: Candidate, teacher, from_teacher: bool, seed: int):
     """A fresh student; embeddings and MLM head start from the teacher's (identical shapes: the
     space fixes vocabulary, embedding and inter-block widths)."""
-    from nas.models import build_masked_lm
-
     student = build_masked_lm(c, seed=seed)
     if from_teacher:
         t_state = teacher.model.state_dict()
@@ -327,8 +327,6 @@ def distill_candidate(c: Candidate, teacher, settings: DistillSettings, on_layer
     timings = {"teacher_cache": t_cache, "train": t_train, "evaluate": t_eval}
     score_name, score_data = s.score_name, cache.data
     if s.objective == "downstream":
-        from nas.distill.downstream import evaluate_downstream
-
         t1 = time.time()
         acc, data = evaluate_downstream(student, c, s, teacher.vocab, s.task_csv)
         scores["downstream_accuracy"] = acc

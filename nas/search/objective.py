@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from nas.device import training_precision
+from nas.distill import STRATEGIES, DistillSettings
 from nas.records import TrialRecord
 from nas.search.early_stop import CandidateStopper, Curve, EarlyStopRule
-from nas.search.outcomes import CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED
+from nas.search.liveness import GRACE_S, HEARTBEAT_ATTR, KILLED_TWICE
+from nas.search.outcomes import (
+    CPU_SECONDS_ATTR, LAYER_SECONDS_ATTR, REJECTED, STOPPED, counts_toward_budget, outcome_of,
+)
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.ops import count
@@ -64,15 +69,11 @@ class TrialContext:
     _settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def strategies(self) -> tuple[str, ...]:
-        from nas.distill import STRATEGIES
-
         return tuple(STRATEGIES) if self.strategy == "search" else (self.strategy,)
 
     def settings_for(self, strategy: str):
         """``DistillSettings`` for one strategy, with the overrides applied (cached)."""
         if strategy not in self._settings:
-            from nas.distill import DistillSettings
-
             s = DistillSettings.for_space(self.space, strategy=strategy, objective=self.objective,
                                           device=self.device, seed=self.seed)
             if self.settings_overrides:
@@ -186,9 +187,6 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
     recovery). A higher-numbered running trial defers to this one, so it is not counted."""
     from optuna.trial import TrialState
 
-    from nas.search.liveness import GRACE_S, HEARTBEAT_ATTR, KILLED_TWICE
-    from nas.search.outcomes import outcome_of
-
     began = time.monotonic()
     want = cand.replace(name=None, mha_ffn_ratio=None)
     while True:
@@ -220,8 +218,6 @@ def duplicate_of(trial: Any, cand: Candidate, strategy: str, wait_s: float = PLA
 def space_exhausted(study: Any, ctx: TrialContext) -> str | None:
     """Says so when every candidate of the space (times every searched strategy) has been tried:
     trained, being trained, stopped or rejected. Then every further proposal could only repeat one."""
-    from nas.search.outcomes import counts_toward_budget, outcome_of
-
     trials = study.get_trials(deepcopy=False)
     tried = {tuple(sorted(t.params.items())) for t in trials
              if t.params and outcome_of(t) not in ("failed", "interrupted")}
@@ -256,7 +252,6 @@ def train_plan(plan: Plan, ctx: TrialContext, completed: list[Curve] | None = No
                on_layer: Callable[[int, float], None] | None = None) -> Outcome:
     """Distil ``plan.candidate``; ``completed``: curves of completed trials for early stopping;
     ``on_layer(layer, loss)``: progress hook (called before the stopping rule)."""
-    from nas.device import training_precision
     from nas.distill import Diverged, EarlyStop, distill_candidate
 
     if ctx.threads:
