@@ -53,6 +53,7 @@ def plan(space, precision: str) -> list[tuple[str, dict]]:
 
 def main() -> int:
     from nas.distill import SCORES
+    from nas.distill.settings import DEFAULT_SCORE
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=2)
@@ -99,9 +100,9 @@ def main() -> int:
     spread = (max(truth.values()) - min(truth.values())) / std if len(truth) > 1 and std > 0 else float("nan")
     b = budget(space, GT_MULTIPLE)
     distill_args = f"--layer-steps {b['layer_steps']} --pd-steps {b['pd_steps']}" + (
-        " --precision bf16" if args.precision == "bf16" else "")
+        " --precision bf16" if args.gt_precision == "bf16" else "")  # the ground truth's runs, not the cheap ones
     result = {
-        "default_score": best if complete else "block_fidelity (unchanged: the measurement is partial)", "kendall_tau": taus, "n_candidates": len(names),
+        "default_score": best if complete else f"{DEFAULT_SCORE} (unchanged: the measurement is partial)", "kendall_tau": taus, "n_candidates": len(names),
         "matched_pairs_agreement": pairs_ok, "n_matched_pairs": len(pairs),
         "ground_truth_budget": {**b, "distill_args": distill_args},
         "ground_truth_metric": GT_METRIC, "ground_truth_seed_std": std, "ground_truth_spread_over_seed_std": spread,
