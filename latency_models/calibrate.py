@@ -33,23 +33,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from latency_models.dataset import candidate_key, read_rows, this_host
 from latency_models.features import FEATURES, INDEX, features_many
-from latency_models.fit import error_stats, fit_relative, group_columns, row_label, sha256_file
-from latency_models.profile import PROFILES_DIR, DeviceProfile
+from latency_models.fit import error_stats, fit_op_profile, fit_relative, group_columns, row_label, sha256_file
+from latency_models.host import CpuFingerprint, this_cpu
+from latency_models.profile import PROFILES_DIR, DeviceProfile, load_profile
+from latency_models.tflite_bench import candidate_for, parse_benchmark_output
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+from search_spaces.files import read_user_text
+from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
 
 DATA_DIR = Path(__file__).parent / "data"
 HOST_TRAIN = DATA_DIR / "host-cpu-litert-train.csv"
 HOST_HELDOUT = DATA_DIR / "host-cpu-litert-heldout.csv"
 HOST_REPEAT = DATA_DIR / "host-cpu-litert-repeat.csv"
+# how a user gets a profile of this machine (``other_host``'s note; README "Calibrate this machine")
+CALIBRATE_HOST_HINT = ("mbnas latency dataset --space demo --space mobilebert -n 30 --keep-dir tflite/ --retime 6 "
+                       "--out host.csv, then mbnas latency calibrate --device my-host host.csv (timings made here: "
+                       "--device host then picks it)")
 
 NORM_ACT = ("ln_n", "ln_el", "gelu_n", "gelu_el")
 # element-wise passes of the unfused TF 1.x LayerNorm (10) and tanh-GELU (8) graphs, per element
@@ -80,8 +88,6 @@ def _data_entry(path: Path, rows: int) -> dict[str, Any]:
 
 def ok_rows(paths: Sequence[str | Path]) -> tuple[list[Candidate], np.ndarray, list[dict[str, Any]]]:
     """Candidates and latencies of the ``ok`` rows of measurement CSVs, with their provenance."""
-    from latency_models.dataset import read_rows
-
     cands, ys, data = [], [], []
     for p in paths:
         rows = [r for r in read_rows(p) if r.ok]
@@ -92,8 +98,6 @@ def ok_rows(paths: Sequence[str | Path]) -> tuple[list[Candidate], np.ndarray, l
 
 
 def _conditions_from_rows(paths: Sequence[str | Path]) -> dict[str, Any]:
-    from latency_models.dataset import read_rows
-
     rows = [r for p in paths for r in read_rows(p) if r.ok]
     threads = sorted({r.threads for r in rows})
     runtimes = sorted({r.extra.get("runtime", "") for r in rows} - {""})
@@ -116,14 +120,13 @@ def _conditions_from_rows(paths: Sequence[str | Path]) -> dict[str, Any]:
 def build_host_profile(train: Sequence[Path] = (HOST_TRAIN,), heldout: Sequence[Path] = (HOST_HELDOUT,),
                        name: str = "host-cpu-litert") -> DeviceProfile:
     """Fit the host profile on ``train`` CSVs and measure it on ``heldout`` CSVs."""
-    from latency_models.fit import fit_op_profile
-
     cands, y, data = ok_rows(train)
     hc, hy, hdata = ok_rows(heldout) if heldout else ([], np.array([]), [])
     cond = _conditions_from_rows(train)
-    cpu = _cpu_model()
+    cpu = this_cpu()
+    cond["cpu"] = cpu.to_dict()
     prof = fit_op_profile(
-        cands, y, name=name, device=f"host CPU ({cpu}), one core ({platform.machine()})", conditions=cond,
+        cands, y, name=name, device=f"host CPU ({cpu.model}), one core ({cpu.arch})", conditions=cond,
         data=data, heldout=(hc, hy) if len(hc) else None,
         description="LiteRT (ai-edge-litert) with XNNPACK, fp32, batch 1, one thread, on this project's host "
                     "machines; fitted on measured architectures of the mobilebert and demo spaces and BERT-/"
@@ -142,34 +145,30 @@ def build_host_profile(train: Sequence[Path] = (HOST_TRAIN,), heldout: Sequence[
     return prof
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-
-    return platform.processor() or "unknown CPU"
-
-
 def other_host(prof: DeviceProfile) -> str | None:
-    """A note when ``prof`` was measured on a host CPU other than this machine's: its costs are that
-    CPU's (the host profile's machines have differed from session to session)."""
-    if not prof.device.startswith("host CPU ("):
+    """A note when ``prof`` was timed on a host CPU other than this machine's (``latency_models.host``:
+    the whole fingerprint must match): its costs are that CPU's. None for a phone's profile."""
+    theirs = prof.conditions.get("cpu")
+    if theirs is None and not prof.device.startswith("host CPU ("):
         return None
-    cpu = _cpu_model()
-    there = prof.device.removeprefix("host CPU (").rsplit("), ", 1)[0]  # "host CPU (<model>), one core (x86_64)"
-    if cpu == there:  # the whole name: "Intel(R) Xeon(R) Processor" is part of "... Processor @ 2.80GHz"
-        return None
-    return (f"note: {prof.name} was measured on {there}; this machine is {cpu}: its predictions are that CPU's "
-            f"(time a few models here with 'mbnas latency measure')")
+    mine = this_cpu()
+    if theirs is None:  # a host profile from before fingerprints (the built-in one): its CPU's model name only
+        there = prof.device.removeprefix("host CPU (").rsplit("), ", 1)[0]  # "host CPU (<model>), one core (x86_64)"
+        if there == mine.model:  # the whole name: "Intel(R) Xeon(R) Processor" is part of "... @ 2.80GHz"
+            return None
+        what, differs = there, "model"
+    else:
+        fp = CpuFingerprint.from_dict(theirs)
+        diff = fp.differences(mine)
+        if not diff:
+            return None
+        what, differs = fp.describe(), "; ".join(diff)
+    return (f"note: {prof.name} was timed on another CPU, {what}; this machine is {mine.describe()} (differs in "
+            f"{differs}): its predictions are that CPU's. Calibrate this one: {CALIBRATE_HOST_HINT}")
 
 
 def measurement_noise(repeat: Path = HOST_REPEAT, heldout: Path = HOST_HELDOUT) -> dict[str, Any] | None:
     """Relative difference between two timings of the same exported models at different times."""
-    from latency_models.dataset import candidate_key, read_rows
-
     if not (repeat.exists() and heldout.exists()):
         return None
     first = {candidate_key(r.candidate, r.threads): r.latency_ms for r in read_rows(heldout) if r.ok}
@@ -303,8 +302,6 @@ def calibrate_scaled(base: DeviceProfile, cands: Sequence[Candidate], y: Sequenc
 
 def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
     """``pixel4-cpu-tflite`` from the verified Pixel 4 points of ``search_spaces.references`` (see module doc)."""
-    from search_spaces.references import REFERENCES, UNVERIFIED_PIXEL4_MS
-
     refs = [r for r in REFERENCES.values() if r.pixel4_verified and r.pixel4_latency_ms]
     cands = [r.candidate for r in refs]
     y = [r.pixel4_latency_ms for r in refs]
@@ -368,11 +365,6 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     class from 12 points on, compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the
     points can tell them apart, a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
-    from latency_models.dataset import read_rows
-    from latency_models.profile import load_profile
-    from latency_models.tflite_bench import candidate_for, parse_benchmark_output
-    from search_spaces.files import read_user_text
-
     if not re.fullmatch(r"[A-Za-z0-9._-]+", device):
         raise UserError(f"--device {device!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
     for h in heldout:
@@ -385,6 +377,7 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     threads: set = set()
     runtimes: set = set()
     csvs = []
+    hosts: set[str] = set()  # the CSV rows' hosts ("": a row that does not say, e.g. a phone's)
     for raw in inputs:
         p = Path(raw)
         if not p.is_file():
@@ -412,6 +405,7 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
                             f"timings): a run cut short, or another file?")
         else:
             rows = [r for r in read_rows(p) if r.ok]
+            hosts |= {r.extra.get("host") or "" for r in rows}
             cands += [r.candidate for r in rows]
             ys += [r.latency_ms for r in rows]
             threads |= {r.threads for r in rows}
@@ -425,9 +419,9 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     cond = {"runtime": "; ".join(sorted(runtimes)), "threads": next(iter(threads)) if len(threads) == 1
             else sorted(t for t in threads if t), "precision": "fp32", "batch": 1,
             "seq_len": sorted({c.seq_len for c in cands})[0] if cands else None}
+    if csvs and len(csvs) == len(inputs) and hosts == {this_host()}:  # all timed here: this CPU's profile
+        cond["cpu"] = this_cpu().to_dict()
     if len(csvs) == len(inputs) and len(y) >= 2 * len(FEATURES):
-        from latency_models.fit import fit_op_profile
-
         hc, hy, hdata = ok_rows(heldout) if heldout else ([], np.array([]), [])
         prof = fit_op_profile(cands, y, name=device, device=device, conditions=cond, data=data,
                               heldout=(hc, hy) if len(hc) else None,

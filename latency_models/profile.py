@@ -28,6 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from latency_models.features import CLASS_MATRIX, FEATURES, INDEX, features_from_ops, features_many
+from latency_models.host import host_profile_path
+from search_spaces.arch import load_json
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.files import builtin_names, builtin_or_file
@@ -35,6 +37,8 @@ from search_spaces.ops import OP_CLASSES
 
 SCHEMA = "mbnas.latency-profile/1"
 PROFILES_DIR = Path(__file__).parent / "profiles"
+HOST = "host"  # the device name of this machine's profile (``load_profile``)
+BUILTIN_HOST = "host-cpu-litert"
 
 
 @dataclass(frozen=True)
@@ -177,10 +181,13 @@ def list_profiles() -> list[str]:
 
 
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
-    """A built-in profile by name, or a profile JSON file (e.g. one written by ``mbnas latency calibrate``)."""
+    """A built-in profile by name, or a profile JSON file (e.g. one written by ``mbnas latency calibrate``).
+    ``host``: this machine's own (``mbnas latency calibrate`` on timings made here keeps it, keyed by
+    the CPU's fingerprint), else the built-in ``host-cpu-litert``, which then notes the other CPU."""
+    if str(name_or_path) == HOST:
+        mine = host_profile_path()
+        name_or_path = mine if mine.is_file() else BUILTIN_HOST
     p = builtin_or_file(name_or_path, PROFILES_DIR, ".json", "device profile", suffixes=(".json",))
-    from search_spaces.arch import load_json
-
     prof = DeviceProfile.from_dict(load_json(p), where=str(p))
     object.__setattr__(prof, "path", p)
     return prof

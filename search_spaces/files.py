@@ -1,12 +1,22 @@
 """Naming a built-in file (a search space, a device profile) or the user's own by path; reading a
-user's text file; checking a folder or file to write into."""
+user's text file; checking a folder or file to write into; where this package caches things."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
 from search_spaces.errors import UserError
+
+CACHE_ENV = "MBNAS_CACHE"
+
+
+def cache_dir() -> Path:
+    """Root of everything this package caches (fetched data, teachers, this machine's host profile):
+    ``$MBNAS_CACHE`` or ``~/.cache/mbnas``."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "mbnas"
 
 
 def read_user_text(path: str | Path) -> str:

@@ -11,6 +11,10 @@ import json
 import sys
 
 from nas.cli.numbers import seed
+from nas.table import markdown_table
+from search_spaces import load_space
+from search_spaces.arch import resolve_arch
+from search_spaces.errors import UserError
 from search_spaces.files import check_output_file, check_output_folder, refuse_nonempty
 
 ARCH_HELP = "reference name, candidate JSON file, or MobileBERT config.json"
@@ -104,8 +108,6 @@ def _ms(v: float) -> str:
 
 
 def _positive(name: str, v: int) -> None:
-    from search_spaces.errors import UserError
-
     if v is not None and v < 1:
         raise UserError(f"{'-' if len(name) == 1 else '--'}{name} must be >= 1, got {v}")
 
@@ -114,13 +116,10 @@ def _positive(name: str, v: int) -> None:
 def cmd_measure(args) -> int:
     from latency_models.measure import measure_candidate
     from nas.tflite import export_candidate
-    from search_spaces.arch import resolve_arch
 
     for k in ("threads", "runs", "seq_len"):
         _positive(k.replace("_", "-"), getattr(args, k))
     if args.warmup < 0:
-        from search_spaces.errors import UserError
-
         raise UserError(f"--warmup must be >= 0, got {args.warmup}")
     if args.keep:
         check_output_file(args.keep, "--keep", force=args.force)
@@ -142,8 +141,6 @@ def cmd_measure(args) -> int:
 def cmd_dataset(args) -> int:
     from latency_models.dataset import measure_dataset, with_layers
     from nas.tflite import export_candidate
-    from search_spaces import load_space
-    from search_spaces.errors import UserError
 
     for k in ("n", "threads", "runs"):
         _positive(k, getattr(args, k))
@@ -194,6 +191,12 @@ def cmd_calibrate(args) -> int:
               f"of your search space among them (mbnas latency bench-suite --arch ...; mbnas space sample)",
               file=sys.stderr)
     print(f"use it: mbnas latency predict --device {out} ARCH")
+    if prof.conditions.get("cpu"):  # fitted on timings made here: this machine's host profile from now on
+        from latency_models.host import host_profile_path
+
+        mine = host_profile_path()
+        prof.save(mine)
+        print(f"this machine's host profile: {mine} (--device host / --device-profile host picks it)")
     return 0
 
 
@@ -215,7 +218,6 @@ def cmd_bench_suite(args) -> int:
 def cmd_predict(args) -> int:
     from latency_models import load_profile
     from latency_models.calibrate import other_host
-    from search_spaces.arch import resolve_arch
 
     _positive("seq-len", args.seq_len)
     prof = load_profile(args.device)
@@ -241,7 +243,6 @@ def cmd_predict(args) -> int:
 
 def cmd_devices(args) -> int:
     from latency_models import list_profiles, load_profile
-    from nas.table import markdown_table
 
     profs = [load_profile(n) for n in list_profiles()]
     if args.json:
@@ -251,6 +252,12 @@ def cmd_devices(args) -> int:
     rows = [[p.name, p.device, f"{p.conditions.get('runtime')}, {p.conditions.get('threads')} thr",
              p.error_summary] for p in profs]
     print(markdown_table(["profile", "device", "runtime", "measured error"], rows))
+    from latency_models.host import host_profile_path
+
+    mine = host_profile_path()
+    print(f"host: this machine's own profile, {mine}" if mine.is_file() else
+          "host: this machine has no profile of its own yet, so 'host' means host-cpu-litert (timed on another "
+          "CPU); README 'Calibrate this machine'")
     return 0
 
 
@@ -258,7 +265,6 @@ def cmd_report(args) -> int:
     from latency_models import load_profile
     from latency_models.calibrate import ok_rows
     from latency_models.fit import error_stats, row_label
-    from nas.table import markdown_table
 
     prof = load_profile(args.device)
     if args.csv:

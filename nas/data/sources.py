@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search_spaces.errors import UserError
+from search_spaces.files import cache_dir
 
-CACHE_ENV = "MBNAS_CACHE"
 WHEELHOUSE_ENV = "MBNAS_WHEELHOUSE"
 
 
@@ -91,12 +91,6 @@ SOURCES: dict[str, Source] = {
         ),
     )
 }
-
-
-def cache_dir() -> Path:
-    """Root of everything this package caches: ``$MBNAS_CACHE`` or ``~/.cache/mbnas``."""
-    root = os.environ.get(CACHE_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "mbnas"
 
 
 def sha256_file(path: Path) -> str:

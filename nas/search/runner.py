@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nas.device import check_device, precision_note, training_precision, worker_device
-from nas.distill.settings import OBJECTIVES, RECIPE_VERSION, user_data_of
+from nas.distill import STRATEGIES
+from nas.distill.settings import DISTILL_OPTIONS, OBJECTIVES, RECIPE_VERSION, user_data_of
 from nas.records import StudyMeta
 from nas.search.defaults import (
     BACKENDS, DEFAULT_OBJECTIVE, DEFAULT_PROFILE, DEFAULT_SAMPLER, DEFAULT_SPACE, DEFAULT_STORAGE, DEFAULT_STRATEGY,
@@ -24,11 +25,14 @@ from nas.search.defaults import (
 )
 from nas.search.early_stop import EarlyStopRule
 from nas.search.liveness import recover_interrupted
+from nas.search.local_workers import LostWorker, local_workers
 from nas.search.objective import TrialContext
 from nas.search.progress import Summary, summarize
 from nas.search.storage import default_run_dir, open_storage
 from nas.search.study import create_or_check
+from search_spaces import load_space
 from search_spaces.errors import UserError, check_choice
+from search_spaces.space import RandomSuggester
 
 SCORE_FLOOR = 0.0  # worst acceptable score of the hypervolume reference point
 REFERENCE_SAMPLES = 512  # random candidates whose slowest prediction bounds the reference latency
@@ -110,9 +114,6 @@ def check_study_name(name: str) -> None:
 
 
 def _check(cfg: SearchConfig) -> None:
-    from nas.distill import STRATEGIES
-    from nas.distill.settings import DISTILL_OPTIONS
-
     check_choice("--strategy", cfg.strategy, (*STRATEGIES, "search"))
     check_choice("--objective", cfg.objective, OBJECTIVES)
     check_choice("--sampler", cfg.sampler, SAMPLERS)
@@ -154,8 +155,6 @@ def _check(cfg: SearchConfig) -> None:
 
 
 def _space_latencies(space, profile, n: int = REFERENCE_SAMPLES):
-    from search_spaces.space import RandomSuggester
-
     rng = RandomSuggester(0)
     cands = [space.suggest(rng) for _ in range(n)]
     return [float(x) for x in profile.estimate_many(cands)]
@@ -163,8 +162,8 @@ def _space_latencies(space, profile, n: int = REFERENCE_SAMPLES):
 
 def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     from latency_models import load_profile
+    from latency_models.calibrate import other_host
     from nas.teacher import load_teacher
-    from search_spaces import load_space
 
     _check(cfg)
     if cfg.backend == "ray":
@@ -191,6 +190,9 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
         cfg = replace(cfg, device=worker_device(cfg.device, cfg.worker_index, gpus))
     space = load_space(cfg.space)
     profile = load_profile(cfg.device_profile)
+    other_cpu = other_host(profile)
+    if other_cpu and not cfg.worker_index:
+        log(other_cpu)
     # with Ray the teacher is shipped to the workers as files; the driver's copy stays on the CPU
     teacher = load_teacher(space, device="cpu" if cfg.backend == "ray" else cfg.device, path=cfg.teacher)
     name = cfg.study or default_study_name(space.name, cfg.strategy, cfg.objective)
@@ -245,14 +247,11 @@ def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> SearchR
 
         run_ray(prep, log)
     elif cfg.jobs > 1:
-        from nas.search.local_workers import local_workers
         from nas.search.optuna_backend import run_optuna
 
         lost = []
 
         def on_lost(k, proc):  # the watcher thread: mark the dead worker's trial now, not after our own trial
-            from nas.search.local_workers import LostWorker
-
             try:
                 marked = tuple(recover_interrupted(prep.study, prep.storage))
             except Exception:  # the storage is busy: the next loop of any worker marks it

@@ -133,18 +133,3 @@ def test_phone_logs_with_the_ablation_models_price_layernorm_and_gelu_apart():
     demo = load_space("demo").sample(200, seed=0)
     ratio = prof.estimate_many(demo) / load_profile("pixel4-cpu-tflite").estimate_many(demo)
     assert 0.5 < ratio.min() and ratio.max() < 2.0, (ratio.min(), ratio.max())
-
-
-def test_a_host_profile_from_another_cpu_says_so():
-    from latency_models.calibrate import _cpu_model, other_host
-    from latency_models.profile import DeviceProfile
-
-    host = load_profile("host-cpu-litert")
-    here = DeviceProfile.from_dict({**host.to_dict(), "device": f"host CPU ({_cpu_model()}), one core (x86_64)"})
-    there = DeviceProfile.from_dict({**host.to_dict(), "device": "host CPU (Imaginary(R) CPU 9000), one core (x86_64)"})
-    assert other_host(here) is None and other_host(load_profile("pixel4-cpu-tflite")) is None
-    note = other_host(there)
-    assert note and "measured on Imaginary(R) CPU 9000; this machine is " + _cpu_model() in note
-    # a CPU whose name is part of the profile's is another CPU (it was taken for the same one)
-    longer = DeviceProfile.from_dict({**host.to_dict(), "device": f"host CPU ({_cpu_model()} @ 9.99GHz), one core"})
-    assert other_host(longer) is not None

