@@ -327,8 +327,8 @@ def rescore(view: StudyView, profile) -> tuple[pd.DataFrame, LatencySource]:
     frame["latency_ms"] = lat
     frame["pareto"] = feasible_pareto(frame)
     probe = profile.estimate(cands[0])
-    return frame, LatencySource(str(getattr(probe, "profile", "")) or _profile_name(profile),
-                                str(probe.error_summary), recorded=False)
+    error = profile.error_over(cands)  # with how many of them it extrapolates to
+    return frame, LatencySource(str(getattr(probe, "profile", "")) or _profile_name(profile), error, recorded=False)
 
 
 def _profile_name(profile) -> str:

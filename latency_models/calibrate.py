@@ -43,7 +43,7 @@ from latency_models.dataset import candidate_key, read_rows, this_host
 from latency_models.features import FEATURES, INDEX, features_many
 from latency_models.fit import error_stats, fit_op_profile, fit_relative, group_columns, row_label, sha256_file
 from latency_models.host import CpuFingerprint, this_cpu
-from latency_models.profile import PROFILES_DIR, DeviceProfile, load_profile
+from latency_models.profile import PROFILES_DIR, DeviceProfile, domain_of, load_profile
 from latency_models.tflite_bench import candidate_for, parse_benchmark_output
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
@@ -297,7 +297,8 @@ def calibrate_scaled(base: DeviceProfile, cands: Sequence[Candidate], y: Sequenc
                                         "squares on relative error",
                               "base_profile": base.name, "base_data": base.fit.get("data", []),
                               "groups": {g: list(v) for g, v in groups.items()},
-                              "factors": {g: round(v, 6) for g, v in factors.items()}, "data": data})
+                              "factors": {g: round(v, 6) for g, v in factors.items()}, "data": data,
+                              "domain": domain_of(cands)})
 
 
 def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
@@ -329,6 +330,10 @@ def build_pixel_profile(base: DeviceProfile) -> DeviceProfile:
 def write_builtin_profiles() -> tuple[Path, Path]:
     host = build_host_profile()
     pixel = build_pixel_profile(host)
+    # the extrapolation band is measured apart (benchmarks/latency_extrapolation.py writes it): keep it
+    old = load_profile(pixel.name).error.get("extrapolation")
+    if old:
+        pixel.error["extrapolation"] = old
     return host.save(PROFILES_DIR / f"{host.name}.json"), pixel.save(PROFILES_DIR / f"{pixel.name}.json")
 
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from latency_models.features import CACHE_FEATURES, FEATURES, INDEX, L2_FLOATS, features_many
-from latency_models.profile import DeviceProfile
+from latency_models.profile import DeviceProfile, domain_of
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 
@@ -152,7 +152,8 @@ def fit_op_profile(cands: Sequence[Candidate], latency_ms: Sequence[float], *, n
                          conditions=conditions, error=error, description=description, device=device,
                          fit={"method": "non-negative least squares on relative error, one cost per op feature",
                               "features": list(FEATURES), "l2_floats": L2_FLOATS, "data": data, "rows": len(y),
-                              "transfer_coefficients": {f: float(v) for f, v in zip(FEATURES, w_transfer)}})
+                              "transfer_coefficients": {f: float(v) for f, v in zip(FEATURES, w_transfer)},
+                              "domain": domain_of(cands)})
 
 
 def feature_contributions(profile: DeviceProfile, cands: Sequence[Candidate]) -> np.ndarray:

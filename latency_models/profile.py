@@ -57,16 +57,47 @@ class LatencyEstimate:
     profile: str
     error_summary: str
     predicted: bool = True
+    outside: tuple[str, ...] = ()  # how the candidate lies outside the profile's calibration domain
+    extrapolation: str = ""  # the error band of such a prediction (and where it was measured)
 
     def to_dict(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "breakdown": dict(self.breakdown), "profile": self.profile,
-                "predicted": self.predicted, "error_summary": self.error_summary}
+                "predicted": self.predicted, "error_summary": self.error_summary,
+                "outside_calibration": list(self.outside), "extrapolation_error": self.extrapolation or None}
 
     def describe(self) -> str:
-        """``62.1 ms (predicted by pixel4-cpu-tflite; leave-one-out error ...)``: how the CLI prints it."""
+        """``62.1 ms (predicted by pixel4-cpu-tflite; leave-one-out error ...)``: how the CLI prints it;
+        a prediction outside the profile's calibration says so, with its error band."""
         v = self.latency_ms  # three significant digits at least: a 0.4 ms model is not "0.4"
         shown = f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
-        return f"{shown} ms (predicted by {self.profile}; {self.error_summary})"
+        out = f"{shown} ms (predicted by {self.profile}; {self.error_summary})"
+        if self.outside:
+            out += f"; EXTRAPOLATED, outside its calibration ({'; '.join(self.outside)}): {self.extrapolation}"
+        return out
+
+
+# what a profile's calibration domain records: the range of each of these over its calibration points
+DOMAIN_FIELDS = {"num_layers": "blocks", "seq_len": "seq", "hidden_size": "hidden", "intra_size": "intra",
+                 "num_ffn": "FFNs"}
+
+
+def domain_of(cands: Sequence[Candidate]) -> dict[str, list[int]]:
+    """{field: [min, max]} over ``cands``: where a profile's calibration points lie."""
+    return {k: [min(getattr(c, k) for c in cands), max(getattr(c, k) for c in cands)] for k in DOMAIN_FIELDS}
+
+
+def outside_domain(domain: dict[str, list[int]], c: Candidate, seq_len: int | None = None) -> tuple[str, ...]:
+    """How ``c`` lies outside ``domain``, e.g. ``("4 blocks (calibrated 24)", "seq 64 (calibrated 128)")``."""
+    out = []
+    for k, word in DOMAIN_FIELDS.items():
+        if k not in domain:
+            continue
+        lo, hi = domain[k]
+        v = seq_len if k == "seq_len" and seq_len else getattr(c, k)
+        if not lo <= v <= hi:
+            what = f"{word} {v}" if k == "seq_len" else f"{v} {word}"
+            out.append(f"{what} (calibrated {lo}" + (f"-{hi})" if hi != lo else ")"))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -130,8 +161,32 @@ class DeviceProfile:
         x = features_from_ops(c, seq_len)
         per_class = x @ self._w_class
         breakdown = {k: float(v) for k, v in zip(OP_CLASSES, per_class)}
+        outside = self.outside_domain(c, seq_len)
         return LatencyEstimate(latency_ms=float(per_class.sum()), breakdown=breakdown, profile=self.name,
-                               error_summary=self.error_summary)
+                               error_summary=self.error_summary, outside=outside,
+                               extrapolation=self.extrapolation_error if outside else "")
+
+    def outside_domain(self, c: Candidate, seq_len: int | None = None) -> tuple[str, ...]:
+        """How ``c`` lies outside this profile's calibration points (empty: inside, or not recorded)."""
+        return outside_domain(self.fit.get("domain") or {}, c, seq_len)
+
+    def error_over(self, cands: Sequence[Candidate]) -> str:
+        """The error line to show next to predictions of ``cands`` (a study's trials, a space's samples):
+        the profile's measured error, and how many of them it extrapolates to, with that band."""
+        outs = [o for o in (self.outside_domain(c) for c in cands) if o]
+        if not outs:
+            return self.error_summary
+        return (f"{self.error_summary}; {len(outs)} of {len(cands)} EXTRAPOLATED outside its calibration "
+                f"(e.g. {'; '.join(outs[0])}): {self.extrapolation_error}")
+
+    @property
+    def extrapolation_error(self) -> str:
+        """One line: the error band outside the calibration domain, measured or said to be unmeasured."""
+        e = self.error.get("extrapolation")
+        if not e:
+            return "error there not measured"
+        return (f"error up to {e['p90_abs_pct']:.0f}% (p90; median {e['median_signed_pct']:+.0f}%), measured on "
+                f"{e['measured_on']} ({e['source']})")
 
     def estimate_many(self, cands: Sequence[Candidate], seq_len: int | None = None) -> np.ndarray:
         """Predicted latency (ms) of many candidates at once: a float array, one entry per candidate."""

@@ -154,10 +154,9 @@ def _check(cfg: SearchConfig) -> None:
         raise UserError("jobs > 1 needs worker_argv, the command line that starts one more worker")
 
 
-def _space_latencies(space, profile, n: int = REFERENCE_SAMPLES):
+def _space_samples(space, n: int = REFERENCE_SAMPLES) -> list:
     rng = RandomSuggester(0)
-    cands = [space.suggest(rng) for _ in range(n)]
-    return [float(x) for x in profile.estimate_many(cands)]
+    return [space.suggest(rng) for _ in range(n)]
 
 
 def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
@@ -198,7 +197,8 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     name = cfg.study or default_study_name(space.name, cfg.strategy, cfg.objective)
     storage = open_storage(cfg.storage)
 
-    lats = _space_latencies(space, profile)
+    samples = _space_samples(space)
+    lats = [float(x) for x in profile.estimate_many(samples)]
     if cfg.latency_budget_ms is not None and min(lats) > cfg.latency_budget_ms:
         raise UserError(f"--latency-budget-ms {cfg.latency_budget_ms:g}: none of {len(lats)} random candidates of "
                         f"space '{space.name}' is predicted that fast on {cfg.device_profile} (fastest "
@@ -226,7 +226,7 @@ def prepare(cfg: SearchConfig, log: Callable[[str], None] = print) -> Prepared:
     meta = StudyMeta(
         space=space.to_dict(), strategy=cfg.strategy, objective=cfg.objective, score_name=score_name,
         score_data=score_data, latency_profile=cfg.device_profile, latency_profile_hash=profile.content_hash,
-        latency_error=str(profile.error_summary), teacher_hash=teacher.hash,
+        latency_error=profile.error_over(samples), teacher_hash=teacher.hash,
         reference_point=(SCORE_FLOOR, float(ref_ms)), latency_budget_ms=cfg.latency_budget_ms,
         run_dir=str(run_dir), seed=cfg.seed, distill_options=dict(cfg.distill_options), user_data=user_data,
         precision=None if remote else training_precision(cfg.device, cfg.precision), recipe=RECIPE_VERSION,

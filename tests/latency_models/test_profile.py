@@ -120,3 +120,33 @@ def test_content_hash_follows_the_costs():
 def test_profile_from_dict_needs_schema():
     with pytest.raises(UserError):
         DeviceProfile.from_dict(json.loads('{"name": "x"}'))
+
+
+def test_a_profile_knows_its_calibration_domain_and_says_when_it_extrapolates():
+    from pathlib import Path
+
+    from latency_models.calibrate import HOST_TRAIN, ok_rows
+    from latency_models.profile import domain_of
+
+    host, pixel = load_profile("host-cpu-litert"), load_profile("pixel4-cpu-tflite")
+    # the shipped domains are those of the points each was fitted on
+    assert host.fit["domain"] == domain_of(ok_rows([HOST_TRAIN])[0])
+    verified = [r.candidate for r in REFERENCES.values() if r.pixel4_verified and r.pixel4_latency_ms]
+    assert pixel.fit["domain"] == domain_of(verified)
+    mb = REFERENCES["mobilebert"].candidate
+    inside = pixel.estimate(mb)
+    assert not inside.outside and "EXTRAPOLATED" not in inside.describe()
+    demo = load_space("demo").sample(1, seed=0)[0]  # 2-4 blocks at seq 64: outside the Pixel's 24-block points
+    est = pixel.estimate(demo)
+    assert "seq 64 (calibrated 128)" in est.outside and "EXTRAPOLATED" in est.describe()
+    # the band printed is the one benchmarks/latency_extrapolation.py measured
+    measured = json.loads((Path(__file__).parents[2] / "benchmarks/results/latency_extrapolation.json").read_text())
+    assert f"error up to {measured['outside']['p90_abs_pct']:.0f}%" in est.describe()
+    assert est.to_dict()["outside_calibration"] == list(est.outside)
+    # a search's error line counts the candidates it extrapolates to
+    line = pixel.error_over([mb, demo, demo])
+    assert line.startswith(pixel.error_summary) and "2 of 3 EXTRAPOLATED" in line
+    assert pixel.error_over([mb]) == pixel.error_summary
+    # a profile without a recorded domain (older files) claims nothing either way
+    bare = type(pixel).from_dict({**pixel.to_dict(), "fit": {}})
+    assert not bare.estimate(demo).outside
