@@ -41,18 +41,34 @@ NODE_CLASS = {
     "SLICE": "embedding", "STRIDED_SLICE": "embedding",
     "TfLiteXNNPackDelegate": "delegate",  # XNNPACK partitions: many ops fused, not attributable
 }
+# XNNPACK's own node names in op profiles of newer runtimes ("Fully Connected (NC, PF32) GEMM",
+# "Add (ND, QU8)"): the name before its parenthesis
+XNNPACK_CLASS = {
+    "Fully Connected": "matmul", "Convolution": "matmul", "Batch Matrix Multiply": "attention",
+    "Softmax": "attention", "Transpose": "attention", "Mean": "norm", "Square Root": "norm",
+    "Reciprocal Square Root": "norm", "Squared Difference": "norm", "GELU": "activation", "Tanh": "activation",
+    "ReLU": "activation", "Clamp": "activation", "Add": "elementwise", "Multiply": "elementwise",
+    "Subtract": "elementwise", "Divide": "elementwise", "Concatenate": "embedding", "Slice": "embedding",
+    "Copy": "other",
+}
 
 _COUNT_LINE = re.compile(r"count=(\d+)\s+first=(\d+)\s+curr=(\d+)\s+min=(\d+)\s+max=(\d+)\s+avg=([\d.e+]+)\s+std=(\d+)")
 _INFER_AVG = re.compile(r"Inference timings in us:.*Inference \(avg\):\s*([\d.e+]+)")
-_GRAPH = re.compile(r"^\s*Graph:\s*\[(.*)\]\s*$", re.M)
-_THREADS = re.compile(r"^\s*(?:Num threads|#threads used for CPU inference):\s*\[(\d+)\]", re.M)
-_XNNPACK = re.compile(r"^\s*Use xnnpack:\s*\[(\w+)\]", re.M)
-# newer benchmark_model builds prefix every line with its log level ("INFO: Graph: [...]")
-_LOG_LEVEL = re.compile(r"^(?:INFO|WARNING|ERROR|VERBOSE): ", re.M)
+# LiteRT's CompiledModel benchmark prints milliseconds and its run count on one line
+_LITERT_AVG = re.compile(r"^\s*Inference \(avg\):\s*([\d.]+)\s*ms\s*\((\d+) runs\)", re.M)
+_GRAPH = re.compile(r"^\s*(?:Graph:\s*\[(.*)\]|Loading model from:\s*(\S+))\s*$", re.M)
+_THREADS = re.compile(r"^\s*(?:Num threads|#threads used for CPU inference)\s*:\s*\[(\d+)\]", re.M)
+_XNNPACK = re.compile(r"^\s*Use xnnpack\s*:\s*\[(\w+)\]", re.M)  # TF 2.2 printed "Use xnnpack : [0]"
+_XNNPACK_CREATED = re.compile(r"Created TensorFlow Lite XNNPACK delegate", re.M)
+_PROFILING = re.compile(r"^[^#\n]*Profiling Info", re.M)  # the op-profiling tables start here
+# prefixes before the tool's own text: an Android logcat capture ("06-18 10:20:41.893  4669  4669 I
+# tflite  : "), the log level of newer builds ("INFO: "), LiteRT's source location ("[./litert/...h:88] ")
+_PREFIX = re.compile(r"^(?:\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[^:]*:\s?)?"
+                     r"(?:(?:INFO|WARNING|ERROR|VERBOSE): )?(?:\[[^\]\s]+:\d+\]\s*)?", re.M)
 
 
 def _unprefixed(text: str) -> str:
-    return _LOG_LEVEL.sub("", text)
+    return _PREFIX.sub("", text)
 
 
 @dataclass(frozen=True)
@@ -88,10 +104,11 @@ class BenchmarkResult:
         return Path(self.graph).stem
 
     def class_ms(self) -> dict[str, float]:
-        """Per-op-class milliseconds of the op profile (node types not in ``NODE_CLASS`` -> 'other')."""
+        """Per-op-class milliseconds of the op profile (node types in neither ``NODE_CLASS`` nor
+        ``XNNPACK_CLASS`` -> 'other')."""
         out: dict[str, float] = {}
         for s in self.node_types:
-            k = NODE_CLASS.get(s.node_type, "other")
+            k = NODE_CLASS.get(s.node_type) or XNNPACK_CLASS.get(s.node_type.split(" (")[0].strip(), "other")
             out[k] = out.get(k, 0.0) + s.avg_ms
         return out
 
@@ -137,13 +154,18 @@ def parse_benchmark_output(text: str, where: str = "benchmark output") -> Benchm
     text = _unprefixed(text)
     graph = _GRAPH.search(text)
     if not graph:
-        raise UserError(f"{where}: not TFLite benchmark_model output (no 'Graph: [...]' line)")
+        raise UserError(f"{where}: not TFLite benchmark_model output (no 'Graph: [...]' or 'Loading model from:' "
+                        f"line naming the model): keep the tool's whole output, from its first line")
     counts = list(_COUNT_LINE.finditer(text))
     # the timed runs: the last count= line before the op-profiling tables (those repeat it for each table)
-    prof = text.find("Profiling Info")
+    prof_at = _PROFILING.search(text)
+    prof = prof_at.start() if prof_at else -1
     timed = [m for m in counts if prof < 0 or m.start() < prof]
     avg = _INFER_AVG.search(text)
-    if timed:
+    litert = _LITERT_AVG.search(text)
+    if litert:  # LiteRT's summary line; its profiler's "Timings (microseconds): count=" lines are not the runs
+        runs, avg_us, std_ms, min_ms = int(litert.group(2)), float(litert.group(1)) * 1000, None, None
+    elif timed:
         m = timed[-1]
         runs, avg_us, std_us, min_us = int(m.group(1)), float(m.group(6)), float(m.group(7)), float(m.group(4))
         std_ms, min_ms = std_us / 1000, min_us / 1000
@@ -154,9 +176,9 @@ def parse_benchmark_output(text: str, where: str = "benchmark output") -> Benchm
                         f"did the run fail? Look at the end of the file")
     th = _THREADS.search(text)
     xn = _XNNPACK.search(text)
-    return BenchmarkResult(graph=graph.group(1), avg_ms=avg_us / 1000, runs=runs, std_ms=std_ms, min_ms=min_ms,
-                           threads=int(th.group(1)) if th else None,
-                           xnnpack=(xn.group(1).lower() in ("1", "true")) if xn else None,
+    xnnpack = (xn.group(1).lower() in ("1", "true")) if xn else (True if _XNNPACK_CREATED.search(text) else None)
+    return BenchmarkResult(graph=graph.group(1) or graph.group(2), avg_ms=avg_us / 1000, runs=runs, std_ms=std_ms,
+                           min_ms=min_ms, threads=int(th.group(1)) if th else None, xnnpack=xnnpack,
                            node_types=_node_type_table(text, where))
 
 
