@@ -157,23 +157,13 @@ def sample_ids(vocab_size: int, shape: tuple[int, int], gen=None):
 
 def export_tflite(out: Path, seq_len: int) -> Path:
     """``model.tflite`` of the exported folder via litert-torch (int32 input ids, fixed length)."""
-    import torch
     from transformers import MobileBertForMaskedLM
 
-    from nas.tflite import convert
+    from nas.tflite import convert, ids_to
 
     model = MobileBertForMaskedLM.from_pretrained(str(out), attn_implementation="eager").eval()
-
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):  # (1, T) -> (1, T, V)
-            return self.m(input_ids=input_ids).logits
-
     sample = (sample_ids(model.config.vocab_size, (1, seq_len)),)
-    return convert(Logits(model), sample, out / TFLITE)
+    return convert(ids_to(model, "logits"), sample, out / TFLITE)
 
 
 def architecture_record(rec, meta, score: float, latency_ms: float, study_name: str, trial: int,

@@ -49,22 +49,20 @@ def convert(module, sample: tuple, path: str | Path) -> Path:
     return path
 
 
-class _LastHidden:
-    """Wrap ``MobileBertModel`` so that the exported graph takes ids and returns the last hidden state."""
+def ids_to(model, output: str):
+    """``model`` as a module of the ids alone returning one named output (``last_hidden_state``:
+    (1, S) -> (1, S, H); ``logits``: (1, S) -> (1, S, V)): the graph a phone runtime is given."""
+    import torch
 
-    @staticmethod
-    def wrap(model):
-        import torch
+    class IdsTo(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
 
-        class LastHidden(torch.nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
+        def forward(self, input_ids):
+            return getattr(self.m(input_ids=input_ids), output)
 
-            def forward(self, input_ids):  # (1, S) -> (1, S, H)
-                return self.m(input_ids=input_ids).last_hidden_state
-
-        return LastHidden(model).eval()
+    return IdsTo(model).eval()
 
 
 def export_candidate(c: Candidate, path: str | Path, seq_len: int | None = None, seed: int = 0) -> Path:
@@ -79,7 +77,7 @@ def export_candidate(c: Candidate, path: str | Path, seq_len: int | None = None,
 
     torch.manual_seed(seed)
     s = seq_len or c.seq_len
-    model = _LastHidden.wrap(build_base_model(c, attn_implementation="eager").eval())
+    model = ids_to(build_base_model(c, attn_implementation="eager").eval(), "last_hidden_state")
     ids = torch.randint(0, c.vocab_size, (1, s), generator=torch.Generator().manual_seed(seed))
     convert(model, (ids,), path)
     del model
