@@ -41,10 +41,11 @@ from typing import Any, Callable
 from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
-from nas.search.liveness import Liveness, recover_interrupted
+from nas.search.liveness import KILLED_TWICE, Liveness, next_retry, recover_interrupted
 from nas.search.objective import (
     ErrorStreak, Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
+from nas.search.outcomes import INTERRUPTED, RETRY_OF_ATTR
 from nas.search.progress import ProgressBar, record_hypervolume, summarize
 from nas.search.samplers import make_sampler, process_seed
 from search_spaces.errors import UserError, require
@@ -150,6 +151,23 @@ class _Driver:
         self.bar.update(summarize(self.prep.study, self.meta),
                         f"trial {ot_trial.number} layer {result['layer']} loss {result['transfer_loss']:.4g}")
 
+    def _lost(self, ot_trial: Any, error: bool) -> Outcome:
+        """A trial whose Ray worker gave no outcome. ``train_plan`` turns every failure of training
+        into an outcome, so an error without one is the worker process gone (killed, out of memory,
+        its node lost): the trial is interrupted, and its candidate is tried once more (``next_retry``,
+        in ``suggest``); a retry whose worker dies too is failed, not tried again."""
+        where = self.prep.ctx.run_dir / "ray_results"
+        if not error:
+            return Outcome("failed", failure=f"error: the Ray worker training this trial returned no result "
+                                             f"(logs under {where})")
+        first = ot_trial.user_attrs.get(RETRY_OF_ATTR)
+        if first is not None:
+            return Outcome("failed", failure=f"{KILLED_TWICE}: its Ray worker died while this retry of trial {first} "
+                                             f"ran, as one did during trial {first} (logs under {where})")
+        self.log(f"trial {ot_trial.number}: its Ray worker died; its candidate is tried once more")
+        return Outcome("failed", failure=f"{INTERRUPTED}its Ray worker died (killed, out of memory or its node "
+                                         f"lost; logs under {where})")
+
     def finish(self, study: Any, ot_trial: Any, result: dict[str, Any] | None, error: bool) -> None:
         plan = self.plans.pop(ot_trial.number)
         self.layer_losses.pop(ot_trial.number, None)
@@ -160,15 +178,13 @@ class _Driver:
         elif raw and raw != "null":
             outcome = Outcome(**json.loads(raw))
         else:
-            where = self.prep.ctx.run_dir / "ray_results"
-            outcome = Outcome("failed", failure=f"error: the Ray worker training this trial failed "
-                                                f"({'crashed' if error else 'no result'}; logs under {where})")
+            outcome = self._lost(ot_trial, error)
         if (result or {}).get(NODE_KEY):
             ot_trial.set_user_attr(NODE_ATTR, result[NODE_KEY])
         finish_trial(study, ot_trial, plan, outcome)
         if outcome is not None and outcome.kind == "complete":
             self.meta = settle_score_meta(study, self.meta, outcome)
-        if outcome is not None and outcome.kind == "failed":
+        if outcome is not None and outcome.kind == "failed" and not (outcome.failure or "").startswith(INTERRUPTED):
             self.log(f"trial {ot_trial.number} ({plan.candidate.label}) failed: {outcome.failure}")
         if outcome is not None and self.errors.add(outcome):
             self.stopped = True
@@ -192,6 +208,10 @@ def _searcher(driver: _Driver, sampler: Any, storage: Any, study_name: str):
                 if self._driver.stopped or (self._driver.deadline is not None
                                             and time.time() >= self._driver.deadline):
                     return Searcher.FINISHED
+                retry = next_retry(self._ot_study)
+                if retry is not None:  # a worker died during trial N: its candidate gets one more try
+                    self._ot_study.enqueue_trial(retry[1], user_attrs={RETRY_OF_ATTR: retry[0]})
+                    self._driver.log(f"retrying trial {retry[0]}'s candidate, whose worker died")
                 return super().suggest(trial_id)
 
             def on_trial_result(self, trial_id: str, result: dict) -> None:

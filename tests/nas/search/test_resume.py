@@ -232,3 +232,40 @@ def test_a_second_signal_does_not_cut_the_marking_short():
         os.kill(os.getpid(), signal.SIGTERM)  # nor the end of the process
         time.sleep(0.1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def _ray_trainers() -> list[int]:
+    """Pids of Ray worker processes running a Tune trial (their title: ``ray::ImplicitFunc.train``)."""
+    out = subprocess.run(["pgrep", "-f", r"ray::ImplicitFunc\.train"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_a_killed_ray_worker_costs_its_trials_time_never_the_trial(mbnas_argv, smoke_search, load_study, tmp_path):
+    """kill -9 of the Ray worker process training a trial: the trial is interrupted (not failed), its
+    candidate retried once, and the search still delivers the trials asked."""
+    from optuna.trial import TrialState
+
+    from nas.search import outcome_of
+
+    storage = f"sqlite:///{tmp_path / 'ray-lost.db'}"
+    longer = ("--distill-option", "layer_steps=60", "--distill-option", "pd_steps=120")
+    argv = mbnas_argv(*smoke_search(storage, "--backend", "ray", "--cpus-per-trial", "1", *longer, trials=2))
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for(proc, load_study, storage, lambda ts: bool(_training(ts)) and bool(_ray_trainers()),
+                  "a Ray worker was training a trial", timeout_s=300)
+        time.sleep(2)  # inside its training, past loading the teacher
+        os.kill(_ray_trainers()[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    trials = load_study(storage).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    lost = [t for t in trials if outcome_of(t) == "interrupted"]
+    assert len(lost) == 1 and "its Ray worker died" in lost[0].user_attrs["mbnas.failure"]
+    retry = [t for t in trials if t.user_attrs.get("mbnas.retry_of") == lost[0].number]
+    assert len(retry) == 1 and retry[0].params == lost[0].params and outcome_of(retry[0]) != "interrupted"
+    assert sum(outcome_of(t) in ("complete", "stopped", "failed") for t in trials) == 2
