@@ -120,8 +120,10 @@ def main() -> int:
               "a tau over few candidates moves a lot with one more, so read it as a first look, not a verdict")
     body = (f"Status: {status}.\n\nCheap scores: demo search budget, progressive, fp32 as a search on a CPU trains; "
             f"ground truth: {GT_METRIC} at {GT_MULTIPLE}x in {args.gt_precision} (benchmarks/results/ground_truth.md), "
-            f"mean of its seeds. Matched pairs: {len(pairs)}; ground-truth seed std {std:.4f} (nan: no candidate "
-            f"has every seed yet, so no pair counts as a tie), best - worst = {spread:.1f}x it.\n\n"
+            f"mean of its seeds. Matched pairs: {len(pairs)} (a pair closer than the ground truth's seed std counts "
+            f"as a tie, so as agreeing); ground-truth seed std {std:.4f}"
+            + (" (no candidate has every seed yet: no pair counts as a tie)" if std != std else "")
+            + f", best - worst = {spread:.1f}x it.\n\n"
             f"| score | Kendall tau (mean over seeds) | matched pairs ordered as the ground truth |\n|---|---|---|\n"
             + "\n".join(rows) + f"\n\nAim: tau >= {AIM_TAU} and >= {AIM_PAIRS:.0%} of pairs. Meeting it: "
             f"{', '.join(result['meets_aim']) or 'none'}. Best searchable score: {best}.\n")
