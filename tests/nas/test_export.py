@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas.distill.settings import DEFAULT_SCORE
 from nas.records import StudyMeta, TrialRecord
 from search_spaces.errors import UserError
 
@@ -78,7 +79,7 @@ def test_stock_transformers_reproduces_the_student(searched, tmp_path):
     from search_spaces.ops import count
 
     assert resolve_arch(str(res.out)) == rec.candidate and count(resolve_arch(str(res.out))).flops == arch["flops"]
-    assert arch["score"] == {"name": "block_fidelity", "value": trial.values[0], "data": meta.score_data}
+    assert arch["score"] == {"name": DEFAULT_SCORE, "value": trial.values[0], "data": meta.score_data}
     assert "held-out" in arch["score"]["data"] and set(arch["scores"]) >= {"mlm_accuracy", "heldout_ce"}
     assert {x["data"] for x in arch["scores"].values()} == {meta.heldout_data}  # each score names its data
     assert arch["latency"]["ms"] == trial.values[1] and arch["latency"]["predicted"] is True

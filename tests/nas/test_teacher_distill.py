@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from nas.distill.settings import DEFAULT_SCORE
 from search_spaces import load_space
 from search_spaces.errors import UserError
 
@@ -111,7 +112,7 @@ def test_strategy_trains_and_scores(teacher, strategy):
     r = distill_candidate(c, teacher, DistillSettings.for_space("smoke", strategy=strategy),
                           on_layer=lambda l, v: seen.append(l))
     assert 0.0 <= r.scores["mlm_accuracy"] <= 1.0 and r.scores["heldout_ce"] > 0
-    assert r.score == r.scores["block_fidelity"] and "held-out" in r.score_data  # the default score
+    assert r.score == r.scores[DEFAULT_SCORE] and "held-out" in r.score_data  # the default score
     if strategy in ("progressive", "joint", "auxiliary"):
         assert seen == [0, 1] and len(r.layer_losses) == 2
     else:

@@ -28,7 +28,9 @@ def test_search_end_to_end(run_mbnas, smoke_search, load_study, tmp_path):
     meta = StudyMeta.from_study(study)
     assert meta.strategy == "progressive" and meta.latency_profile == "pixel4-cpu-tflite"
     assert meta.precision == "fp32"  # --precision auto, on a CPU
-    assert meta.score_name == "block_fidelity" and "held-out" in meta.score_data  # the default, named by the trainer
+    from nas.distill.settings import DEFAULT_SCORE
+
+    assert meta.score_name == DEFAULT_SCORE and "held-out" in meta.score_data  # the default, named by the trainer
     assert meta.score_data in out and meta.heldout_data == meta.score_data  # the objective is a held-out score
     trained = [t for t in study.trials if outcome_of(t) in ("complete", "stopped", "failed")]
     assert len(trained) == 2
@@ -314,16 +316,17 @@ def test_plan_trial_writes_its_record_before_it_checks_for_repeats(tmp_path):
 def test_score_is_identified_once_by_score_name(smoke_teacher_dir, tmp_path):
     """--score names the study's score; naming the default explicitly resumes a study made without it,
     and another score is refused (it is not also a distill option)."""
+    from nas.distill.settings import DEFAULT_SCORE, SCORES
     from nas.search.runner import SearchConfig, prepare
     from search_spaces.errors import UserError
 
     base = dict(space="smoke", storage=f"sqlite:///{tmp_path / 's.db'}", teacher=str(smoke_teacher_dir))
     meta = prepare(SearchConfig(**base), log=lambda s: None).meta
-    assert meta.score_name == "block_fidelity" and meta.distill_options == {}
-    again = prepare(SearchConfig(**base, score="block_fidelity"), log=lambda s: None).meta
-    assert again.score_name == "block_fidelity"
-    with pytest.raises(UserError, match="created with score_name 'block_fidelity'"):
-        prepare(SearchConfig(**base, score="mlm_accuracy"), log=lambda s: None)
+    assert meta.score_name == DEFAULT_SCORE and meta.distill_options == {}
+    again = prepare(SearchConfig(**base, score=DEFAULT_SCORE), log=lambda s: None).meta
+    assert again.score_name == DEFAULT_SCORE
+    with pytest.raises(UserError, match=f"created with score_name '{DEFAULT_SCORE}'"):
+        prepare(SearchConfig(**base, score=next(s for s in SCORES if s != DEFAULT_SCORE)), log=lambda s: None)
 
 
 def test_a_bug_stops_the_search_after_three_errors_in_a_row(smoke_teacher_dir, tmp_path, monkeypatch):
