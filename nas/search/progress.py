@@ -88,7 +88,7 @@ def pareto_table(summary: Summary, meta: StudyMeta) -> str:
     for v in summary.front:
         r = v.record
         rows.append([v.number, r.candidate.label, r.strategy, f"{r.params / 1e6:.3g}", f"{r.flops / 1e9:.3g}",
-                     f"{v.values[0]:.4f}", f"{v.values[1]:.4g}"])
+                     f"{v.values[0]:.4g}", f"{v.values[1]:.4g}"])  # 4 digits: a likelihood is ~0.02
     table = markdown_table(["trial", "architecture", "strategy", "params M", "GFLOPs", f"{meta.score_name} (1)",
                             f"latency ms, predicted on {meta.latency_profile} (2)"], rows)
     return (f"{table}\n(1) {score_label(meta)}\n(2) {latency_label(meta)}; batch 1, sequence length "
