@@ -246,7 +246,7 @@ def pareto_view(ctx: Context) -> None:
         st.warning(f"no feasible trial fits a budget of {budget:.4g} ms (predicted, {source.profile})")
     else:
         st.success(f"best under {budget:.4g} ms: **trial {int(best['number'])}** `{best['label']}` - "
-                   f"{meta.score_name} {best['score']:.4f}, latency {best['latency_ms']:.4g} ms "
+                   f"{meta.score_name} {best['score']:.4g}, latency {best['latency_ms']:.4g} ms "
                    f"(predicted, {source.profile}), {best['params_m']:.2f}M params")
     if refs is None:
         st.caption(f"reference architectures not drawn: {ctx.profile_why}")
@@ -266,13 +266,13 @@ def trial_view(ctx: Context) -> None:
         best = data.best_under_budget(frame, ctx.budget())
         st.session_state["trial"] = pareto_first[0] if best is None else int(best["number"])
     labels = dict(zip(frame["number"].astype(int), (
-        "trial " + frame["number"].astype(str) + ": " + frame["label"] + " · " + frame["score"].map("{:.4f}".format)
+        "trial " + frame["number"].astype(str) + ": " + frame["label"] + " · " + frame["score"].map("{:.4g}".format)
         + " · " + frame["latency_ms"].map("{:.4g} ms".format) + frame["pareto"].map({True: " · Pareto", False: ""}))))
     number = st.selectbox("Trial (Pareto set first)", pareto_first, key="trial", format_func=labels.__getitem__)
     rec = view.records[int(number)]
     row = by_number.loc[number]
     c = st.columns(4)
-    c[0].metric(meta.score_name, f"{row['score']:.4f}", help=f"measured on {meta.score_data}")
+    c[0].metric(meta.score_name, f"{row['score']:.4g}", help=f"measured on {meta.score_data}")
     c[1].metric("predicted latency, ms", f"{row['latency_ms']:.4g}",
                 help=f"predicted by profile {source.profile}; error: {source.error}")
     c[2].metric("parameters", f"{rec.params / 1e6:.2f}M", help="MobileBertModel without pooler or task head")
@@ -284,7 +284,7 @@ def trial_view(ctx: Context) -> None:
         table = data.architecture_table(rec)
         st.dataframe(table, hide_index=True, width="stretch", height=35 * (len(table) + 1) + 3)
         if rec.scores:
-            st.dataframe({"score": list(rec.scores), "value": [f"{v:.4f}" for v in rec.scores.values()],
+            st.dataframe({"score": list(rec.scores), "value": [f"{v:.4g}" for v in rec.scores.values()],
                           "measured on": [meta.data_of(k) for k in rec.scores]}, hide_index=True)
     with right:
         st.subheader("Transfer loss by layer")

@@ -419,6 +419,6 @@ def hover_text(frame: pd.DataFrame) -> list[str]:
         + "intra " + f["intra_size"].astype(str) + ", " + f["num_ffn"].astype(str) + " FFN x "
         + f["intermediate_size"].astype(str) + ", " + f["norm_act"] + ", " + f["attention"] + "<br>"
         + f["params_m"].map("{:.2f}M params".format) + ", " + f["gflops"].map("{:.4g} GFLOPs".format) + "<br>"
-        + "score " + f["score"].map("{:.4f}".format) + ", latency " + f["latency_ms"].map("{:.4g} ms".format)
+        + "score " + f["score"].map("{:.4g}".format) + ", latency " + f["latency_ms"].map("{:.4g} ms".format)
         + " (predicted)<br>strategy " + f["strategy"]
     ).tolist()

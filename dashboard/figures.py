@@ -125,7 +125,7 @@ def trials_over_time_figure(frame: pd.DataFrame, score_label: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=f["datetime_complete"], y=f["score"], mode="markers", name="trial (red: Pareto set)",
                              marker=dict(size=5, opacity=0.5, color=f["pareto"].to_numpy(dtype=float),
                                          colorscale=[[0, "#4c72b0"], [1, "#e4572e"]], cmin=0, cmax=1),
-                             customdata=f["number"], hovertemplate="trial %{customdata}: %{y:.4f}<extra></extra>"))
+                             customdata=f["number"], hovertemplate="trial %{customdata}: %{y:.4g}<extra></extra>"))
     fig.add_trace(go.Scatter(x=f["datetime_complete"], y=best, mode="lines", line=dict(shape="hv"),
                              name="best feasible so far"))
     fig.add_trace(go.Scatter(x=f["datetime_complete"], y=np.arange(1, len(f) + 1), mode="lines", yaxis="y2",

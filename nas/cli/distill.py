@@ -104,7 +104,7 @@ def cmd_distill(args) -> int:
         by_data.setdefault(r.data_of(k), []).append(k)
     for data, names in by_data.items():
         for k in names:
-            print(f"  {k:<20} {r.scores[k]:.4f}")
+            print(f"  {k:<20} {r.scores[k]:.4g}")
         print(f"  measured on {data}")
     if r.layer_losses:
         print("  transfer loss per layer (transfer batches, end of its phase): "

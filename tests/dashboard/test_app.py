@@ -105,7 +105,7 @@ def test_trial_view_and_export(study_db):
     assert not at.exception
     rec = view.records[number]
     assert metric(at, "parameters") == f"{rec.params / 1e6:.2f}M"
-    assert metric(at, "synthetic_score") == f"{view.frame.set_index('number').at[number, 'score']:.4f}"
+    assert metric(at, "synthetic_score") == f"{view.frame.set_index('number').at[number, 'score']:.4g}"
     assert f"mbnas export --study {name} --storage {url} --trial {number}" in texts(at, "code")
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["config.json (transformers)", "architecture.json"]
