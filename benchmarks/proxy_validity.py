@@ -131,6 +131,7 @@ def main() -> int:
     if complete:  # only a complete measurement speaks for the tool
         VALIDITY.write_text(json.dumps({"space": "demo", "teacher": teacher.hash, "n_candidates": len(names),
                                         "kendall_tau": {k: round(v, 3) for k, v in taus.items()},
+                                        "aim_tau": AIM_TAU, "default_score": best,
                                         "source": "benchmarks/results/proxy_validity.md"}, indent=1) + "\n")
     return 0
 

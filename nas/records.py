@@ -54,7 +54,9 @@ def score_validity(name: str) -> str:
         tau = v["kendall_tau"][name]
     except (OSError, ValueError, KeyError):
         return "not yet validated against a ground truth: README 'Scores'"
-    return (f"Kendall tau {tau:.2f} against the {v['space']} space's ground truth over {v['n_candidates']} "
+    aim = v.get("aim_tau")
+    short = f", below the {aim:g} aimed for" if aim is not None and tau < aim else ""
+    return (f"Kendall tau {tau:.2f}{short} against the {v['space']} space's ground truth over {v['n_candidates']} "
             f"candidates, {v['source']}")
 _PREFIX = "mbnas."
 # The whole StudyMeta in one attribute: one storage write, so a worker that opens the study while
