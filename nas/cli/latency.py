@@ -243,6 +243,7 @@ def cmd_predict(args) -> int:
 
 def cmd_devices(args) -> int:
     from latency_models import list_profiles, load_profile
+    from latency_models.host import host_profile_path
 
     profs = [load_profile(n) for n in list_profiles()]
     if args.json:
@@ -252,8 +253,6 @@ def cmd_devices(args) -> int:
     rows = [[p.name, p.device, f"{p.conditions.get('runtime')}, {p.conditions.get('threads')} thr",
              p.error_summary] for p in profs]
     print(markdown_table(["profile", "device", "runtime", "measured error"], rows))
-    from latency_models.host import host_profile_path
-
     mine = host_profile_path()
     print(f"host: this machine's own profile, {mine}" if mine.is_file() else
           "host: this machine has no profile of its own yet, so 'host' means host-cpu-litert (timed on another "
