@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from latency_models.measure import measure_candidate, measure_round_robin
 from search_spaces import load_space
+from latency_models.host import fingerprint_key, this_cpu
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.files import read_user_text
@@ -216,8 +217,10 @@ def with_layers(cands: Sequence[Candidate], layers: Sequence[int] | None, seed: 
 
 
 def this_host() -> str:
-    """What a row's ``host`` column says for rows timed here."""
-    return platform.node() or "host"
+    """What a row's ``host`` column says for rows timed here: the host name and the CPU's fingerprint
+    key (``latency_models.host``). A host name alone named different machines alike (every VM of this
+    project's is "vm"), so committed timings of another CPU passed for this machine's."""
+    return f"{platform.node() or 'host'}/{fingerprint_key(this_cpu())}"
 
 
 def check_same_host(path: Path, rows: Sequence[Row], force: bool = False) -> None:

@@ -53,7 +53,7 @@ def _csv_timed_by(tmp_path, host: str):
     """The shipped host timings, as if timed on ``host``."""
     with open(HOST_TRAIN, newline="") as f:
         rows = list(csv.DictReader(f))
-    out = tmp_path / f"{host}.csv"
+    out = tmp_path / f"{host.replace('/', '_')}.csv"
     with open(out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
