@@ -2,6 +2,15 @@
 
     python benchmarks/latency_accuracy.py            # from the committed measurements and profiles
     python benchmarks/latency_accuracy.py --refit    # refit both profiles from the CSVs first (rewrites them)
+    python benchmarks/latency_accuracy.py --calibrate-host [--minutes 15]   # calibrate this machine afresh first
+
+This host (``mbnas latency calibrate-host``): a fresh calibration, its exports included (an empty
+folder of exported models), within ``--minutes``; its timings are kept in
+benchmarks/results/latency_calibrate_host.csv and the run's facts in latency_calibrate_host.json.
+Aim: >= 90% of the held-out architectures within 10% of their measured latency and >= 90% of their
+latency ratios to MobileBERT (timed in the same rounds) within 10%, next to the noise floor of the
+same run. The same timings also score the other ways to predict this machine (the other fit, and
+the built-in ``host-cpu-litert`` timed on another CPU).
 
 Predictor structure: candidate terms and fitting methods compared by repeated 5-fold cross-validation
 on the host *training* rows only; the chosen one is then scored once on the held-out rows.
@@ -215,10 +224,15 @@ def structure_section(cands, y) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--refit", action="store_true", help="refit and rewrite the built-in profiles first")
+    ap.add_argument("--calibrate-host", action="store_true",
+                    help="first calibrate this machine afresh (mbnas latency calibrate-host, exports included)")
+    ap.add_argument("--minutes", type=float, default=15.0, help="--calibrate-host's budget (default 15)")
     args = ap.parse_args()
     if args.refit:
         for p in write_builtin_profiles():
             print(f"wrote {p.relative_to(ROOT)}")
+    if args.calibrate_host:
+        run_calibrate_host(args.minutes)
     host, pixel = load_profile("host-cpu-litert"), load_profile("pixel4-cpu-tflite")
     out: list[str] = ["# Latency predictor accuracy", "",
                       f"Written by `benchmarks/latency_accuracy.py` on {time.strftime('%Y-%m-%d')}. "
@@ -284,6 +298,8 @@ def main() -> int:
                              f"{100 * (q / m - 1):+.1f}%"] for lab, m, p, q, src in pts]),
             ""]
 
+    out += calibrate_host_section()
+
     # ---------------------------------------------------------------- pixel 4
     out += ["## pixel4-cpu-tflite: leave-one-out on the verified Pixel 4 points", "",
             f"Profile: {pixel.description}. Factors fitted on all 4 points: "
@@ -338,6 +354,92 @@ def main() -> int:
     OUT.write_text(text + "\n")
     print(f"\nwrote {OUT.relative_to(ROOT)}")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+CH_CSV, CH_JSON = OUT.with_name("latency_calibrate_host.csv"), OUT.with_name("latency_calibrate_host.json")
+
+
+def run_calibrate_host(minutes: float) -> None:
+    """``calibrate_host`` from an empty export folder (a fresh calibration, conversions included)."""
+    import json
+    import shutil
+    import tempfile
+
+    from latency_models.calibrate_host import HostCalibrationConfig, calibrate_host
+    from latency_models.host import this_cpu
+    from nas.tflite import export_candidate
+
+    with tempfile.TemporaryDirectory(prefix="mbnas-calibrate-host-") as tmp:
+        cfg = HostCalibrationConfig(minutes=minutes, keep_dir=Path(tmp) / "tflite", name="this-host")
+        res = calibrate_host(Path(tmp) / "this-host.json", export_candidate, cfg,
+                             log=lambda s: print(s, file=sys.stderr, flush=True))
+        shutil.copy(res.csv, CH_CSV)
+    CH_JSON.write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": this_cpu().describe(), "minutes": minutes,
+        "seconds": res.seconds, "exported": len(res.exported), "skipped_for_time": res.skipped, "failed": res.failed,
+        "method": res.method, "noise": res.noise, "aim_met": res.aim_met,
+        "command": f"python benchmarks/latency_accuracy.py --calibrate-host --minutes {minutes:g}"}, indent=1) + "\n")
+    print("\n".join(res.report()))
+
+
+def calibrate_host_section() -> list[str]:
+    """The fresh calibration of this host, and every way to predict it scored on the same timings."""
+    import json
+
+    from latency_models.calibrate_host import AIM_SHARE, fit_profile, ratio_errors
+
+    if not (CH_CSV.exists() and CH_JSON.exists()):
+        return ["## This host, calibrated afresh (`mbnas latency calibrate-host`)", "",
+                "Not measured yet: `python benchmarks/latency_accuracy.py --calibrate-host`.", ""]
+    run = json.loads(CH_JSON.read_text())
+    rows = [r for r in read_rows(CH_CSV) if r.ok]
+    fit = [r for r in rows if r.source.startswith("calibrate-host fit")]
+    held = [r for r in rows if r.source.startswith("calibrate-host heldout")]
+    fc, fy = [r.candidate for r in fit], np.array([r.latency_ms for r in fit])
+    hc, hy = [r.candidate for r in held], np.array([r.latency_ms for r in held])
+    anchor = next(i for i, r in enumerate(held) if r.source.endswith("reference:mobilebert"))
+    labels = [row_label(c) for c in hc]
+    ways = [(f"op-level fit on the {len(fy)} fit rows (calibrate-host's choice from 42 rows on)",
+             fit_profile("t", fc, fy, hc, hy, {}, [], method="op-level")[0]),
+            ("a factor per op class over host-cpu-litert's costs (its choice below 42 rows)",
+             fit_profile("t", fc, fy, hc, hy, {}, [], method="scaled")[0]),
+            ("host-cpu-litert as shipped (timed on another CPU; not refitted)", load_profile("host-cpu-litert"))]
+    table, verdict = [], None
+    for name, prof in ways:
+        st = error_stats(prof.estimate_many(hc), hy, labels)
+        ra = ratio_errors(prof, hc, hy, anchor)
+        table.append([name, st.n, f"{100 * st.within_10:.0f}%", f"{st.median_abs:.1f}%", f"{st.worst:+.1f}%",
+                      f"{100 * ra['within_10']:.0f}%", f"{ra['median_abs']:.1f}%", f"{ra['worst']:+.1f}%"])
+        if verdict is None:
+            verdict = st.within_10 >= AIM_SHARE and ra["within_10"] >= AIM_SHARE
+    noise = run.get("noise") or {}
+    s = run["seconds"]
+    out = ["## This host, calibrated afresh (`mbnas latency calibrate-host`)", "",
+           f"Run {run['date']} on {run['cpu']}: `{run['command']}`, from an empty export folder. "
+           f"{run['exported']} models exported in {s['export']:.0f} s, timed together over interleaved rounds in "
+           f"{s['time']:.0f} s, {s['total']:.0f} s in all (budget {60 * run['minutes']:.0f} s); "
+           f"{len(run['skipped_for_time'])} left out for time, {len(run['failed'])} failed. "
+           f"{len(fy)} fit rows, {len(hy)} held-out rows (never fitted; ratios to MobileBERT, timed in the same "
+           f"rounds, over the {len(hy) - 1} others). Timings: `{CH_CSV.relative_to(ROOT)}`.", "",
+           markdown_table(["predictor", "held-out", "within 10%", "median abs", "worst", "ratios within 10%",
+                           "ratio median abs", "ratio worst"], table), "",
+           f"Noise floor of the same run (per model, the even rounds' median against the odd rounds'): median "
+           f"{noise.get('median_abs_pct', float('nan')):.1f}%, p90 {noise.get('p90_abs_pct', float('nan')):.1f}%, "
+           f"max {noise.get('max_abs_pct', float('nan')):.1f}% over {noise.get('models', 0)} models.", "",
+           f"Aim (>= {100 * AIM_SHARE:.0f}% of held-out latencies and >= {100 * AIM_SHARE:.0f}% of their ratios "
+           f"within 10%, by the op-level fit): **{'met' if verdict else 'NOT met'}**.", ""]
+    best = ways[0][1]
+    pred = best.estimate_many(hc)
+    rows_out = []
+    for i in sorted(range(len(hc)), key=lambda i: -abs(pred[i] / hy[i] - 1)):
+        ratio = "" if i == anchor else f"{100 * ((pred[i] / pred[anchor]) / (hy[i] / hy[anchor]) - 1):+.1f}%"
+        rows_out.append([labels[i], held[i].source.split(": ", 1)[-1], f"{hy[i]:.3f}", f"{pred[i]:.3f}",
+                         f"{100 * (pred[i] / hy[i] - 1):+.1f}%", ratio])
+    out += ["Held-out rows by the op-level fit, worst first:", "",
+            markdown_table(["architecture", "source", "measured ms", "predicted ms", "error", "ratio error"],
+                           rows_out), ""]
+    return out
 
 
 def _pairs():

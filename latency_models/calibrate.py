@@ -55,9 +55,8 @@ HOST_TRAIN = DATA_DIR / "host-cpu-litert-train.csv"
 HOST_HELDOUT = DATA_DIR / "host-cpu-litert-heldout.csv"
 HOST_REPEAT = DATA_DIR / "host-cpu-litert-repeat.csv"
 # how a user gets a profile of this machine (``other_host``'s note; README "Calibrate this machine")
-CALIBRATE_HOST_HINT = ("mbnas latency dataset --space demo --space mobilebert -n 30 --keep-dir tflite/ --retime 6 "
-                       "--out host.csv, then mbnas latency calibrate --device my-host host.csv (timings made here: "
-                       "--device host then picks it)")
+CALIBRATE_HOST_HINT = ("mbnas latency calibrate-host --out my-host.json (15 minutes; --device host then picks "
+                       "it)")
 
 NORM_ACT = ("ln_n", "ln_el", "gelu_n", "gelu_el")
 # element-wise passes of the unfused TF 1.x LayerNorm (10) and tanh-GELU (8) graphs, per element
@@ -82,7 +81,7 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def _data_entry(path: Path, rows: int) -> dict[str, Any]:
+def data_entry(path: Path, rows: int) -> dict[str, Any]:
     return {"path": _rel(path), "sha256": sha256_file(path), "rows": rows}
 
 
@@ -93,11 +92,11 @@ def ok_rows(paths: Sequence[str | Path]) -> tuple[list[Candidate], np.ndarray, l
         rows = [r for r in read_rows(p) if r.ok]
         cands += [r.candidate for r in rows]
         ys += [r.latency_ms for r in rows]
-        data.append(_data_entry(Path(p), len(rows)))
+        data.append(data_entry(Path(p), len(rows)))
     return cands, np.array(ys, float), data
 
 
-def _conditions_from_rows(paths: Sequence[str | Path]) -> dict[str, Any]:
+def conditions_from_rows(paths: Sequence[str | Path]) -> dict[str, Any]:
     rows = [r for p in paths for r in read_rows(p) if r.ok]
     threads = sorted({r.threads for r in rows})
     runtimes = sorted({r.extra.get("runtime", "") for r in rows} - {""})
@@ -122,7 +121,7 @@ def build_host_profile(train: Sequence[Path] = (HOST_TRAIN,), heldout: Sequence[
     """Fit the host profile on ``train`` CSVs and measure it on ``heldout`` CSVs."""
     cands, y, data = ok_rows(train)
     hc, hy, hdata = ok_rows(heldout) if heldout else ([], np.array([]), [])
-    cond = _conditions_from_rows(train)
+    cond = conditions_from_rows(train)
     cpu = this_cpu()
     cond["cpu"] = cpu.to_dict()
     prof = fit_op_profile(
@@ -415,7 +414,7 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
             ys += [r.latency_ms for r in rows]
             threads |= {r.threads for r in rows}
             runtimes |= {r.extra.get("runtime", "unknown") for r in rows}
-            data.append(_data_entry(p, len(rows)))
+            data.append(data_entry(p, len(rows)))
             csvs.append(p)
     if len(threads) > 1:
         notes.append(f"note: the inputs mix thread counts {sorted(t for t in threads if t)}; one profile per "

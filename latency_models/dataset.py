@@ -136,7 +136,7 @@ def read_rows(path: str | Path) -> list[Row]:
     return rows
 
 
-def _row_dict(c: Candidate, threads: int, source: str) -> dict:
+def row_dict(c: Candidate, threads: int, source: str) -> dict:
     d = {k: getattr(c, k) for k in CANDIDATE_COLUMNS}
     d.update(label=c.label, threads=threads, source=source, host=this_host(),
              measured_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -151,9 +151,10 @@ def _cell(v) -> str:
     return str(v)
 
 
-def append_row(path: Path, d: dict) -> None:
+def append_row(path: Path, d: dict, columns: Sequence[str] = COLUMNS) -> None:
+    """Append one row; a new file gets ``columns`` as its header, an existing one keeps its own."""
     new = not path.exists() or path.stat().st_size == 0
-    fields = list(COLUMNS)
+    fields = list(columns)
     if not new:  # keep the file's own column order (older files may lack newer columns)
         with path.open(newline="") as f:
             fields = next(csv.reader(f), fields)
@@ -268,7 +269,7 @@ def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, exp
             skipped += 1
             continue
         done.add(key)
-        d = _row_dict(c, threads, source)
+        d = row_dict(c, threads, source)
         try:
             keep = Path(keep_dir) / tflite_name(c) if keep_dir else None
             m = measure_candidate(c, export, threads=threads, runs=runs, warmup=warmup, keep=keep, reuse=True)
@@ -289,7 +290,7 @@ def measure_dataset(cands: Iterable[tuple[Candidate, str]], out: str | Path, exp
 # ------------------------------------------------------------------------------------------------
 # the host data sets behind the built-in host-cpu-litert profile (regenerate with
 # ``python scripts/host_latency_data.py train heldout``, then ``retime``; the CSVs under latency_models/data/)
-def _bert_like(rng: random.Random) -> Candidate:
+def bert_like(rng: random.Random) -> Candidate:
     h = rng.choice([128, 256, 384, 512, 768])
     return Candidate(num_layers=rng.choice([1, 2, 3, 4]), hidden_size=h, embedding_size=h, num_heads=max(2, h // 64),
                      vocab_size=30522, seq_len=rng.choice([64, 128]), intra_size=h, num_ffn=1,
@@ -297,7 +298,7 @@ def _bert_like(rng: random.Random) -> Candidate:
                      act=rng.choice(["gelu", "relu"]), attention="none", trigram_input=False)
 
 
-def _block_like(rng: random.Random) -> Candidate:
+def block_like(rng: random.Random) -> Candidate:
     h = rng.choice([128, 256, 512])
     intra = h * rng.choice([1, 2])
     return Candidate(num_layers=rng.choice([1, 2, 3]), hidden_size=h, embedding_size=rng.choice([64, 128]),
@@ -324,8 +325,8 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
         out = [(c, "space:mobilebert seed 101 layers 2-6") for c in with_layers(mb.sample(40, 101), [2, 3, 4, 6], 101)]
         out += [(c, "space:demo seed 102 layers 2-4") for c in with_layers(demo.sample(10, 102), [2, 4], 102)]
         rng = random.Random(103)
-        out += [(_bert_like(rng), "bert-like seed 103") for _ in range(6)]
-        out += [(_block_like(rng), "block-like seed 103") for _ in range(4)]
+        out += [(bert_like(rng), "bert-like seed 103") for _ in range(6)]
+        out += [(block_like(rng), "block-like seed 103") for _ in range(4)]
         # added after a first fit: small (< 1 ms, overhead-bound) demo models and deeper mobilebert ones
         out += [(c, "space:demo seed 105 layers 2-4") for c in with_layers(demo.sample(20, 105), [2, 3, 4], 105)]
         out += [(c, "space:mobilebert seed 106 layers 8-12") for c in with_layers(mb.sample(6, 106), [8, 12], 106)]
@@ -335,7 +336,7 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
             for c in with_layers(space.sample(n, seed), layers, seed):
                 out += [(c.replace(norm=nm, act=a), f"space:{space.name} seed {seed} norm x act quartet")
                         for nm in ("no_norm", "layer_norm") for a in ("relu", "gelu")]
-        return _spread(out)
+        return spread(out)
     if which == "heldout":
         train = {candidate_key(c, 1) for c, _ in host_set("train")}
         out = [(c, "space:mobilebert seed 201 paper shape") for c in mb.sample(6, 201)]
@@ -344,13 +345,13 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
         out += [(REFERENCES[n].candidate, f"reference:{n}")
                 for n in ("mobilebert", "mobilebert-tiny", "mobilebert-no-opt", "bert-base")]
         rng = random.Random(204)
-        out += [(_bert_like(rng), "bert-like seed 204") for _ in range(2)]
-        out += [(_block_like(rng), "block-like seed 204") for _ in range(1)]
-        return _spread([(c, s) for c, s in out if candidate_key(c, 1) not in train])
+        out += [(bert_like(rng), "bert-like seed 204") for _ in range(2)]
+        out += [(block_like(rng), "block-like seed 204") for _ in range(1)]
+        return spread([(c, s) for c, s in out if candidate_key(c, 1) not in train])
     raise UserError(f"unknown host set '{which}'; known: train, heldout")
 
 
-def _spread(items: list[tuple[Candidate, str]]) -> list[tuple[Candidate, str]]:
+def spread(items: list[tuple[Candidate, str]]) -> list[tuple[Candidate, str]]:
     """Reorder so that every source is spread evenly over the list (a run cut short stays balanced)."""
     by_source: dict[str, list] = {}
     for it in items:

@@ -53,6 +53,8 @@ class Measurement:
     rounds: interleaved rounds the runs were spread over (``measure_round_robin``; 1 otherwise).
     round_spread_pct: (max - min) / median of the per-round medians, percent (None for 1 round).
     best_round_ms: the lowest per-round median (the least loaded round; None for 1 round).
+    halves_pct: median of the odd rounds' runs / median of the even rounds' runs - 1, percent: the
+        noise of the measurement itself (None below 2 rounds).
     """
 
     latency_ms: float
@@ -70,6 +72,7 @@ class Measurement:
     rounds: int = 1
     round_spread_pct: float | None = None
     best_round_ms: float | None = None
+    halves_pct: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +182,7 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
     walls: list[list[float]] = [[] for _ in paths]
     cpus: list[list[float]] = [[] for _ in paths]
     per_round: list[list[float]] = [[] for _ in paths]
+    halves: list[tuple[list[float], list[float]]] = [([], []) for _ in paths]  # runs of even / odd rounds
     rng = random.Random(seed)
     for r in range(rounds):
         order = list(range(len(paths)))
@@ -193,6 +197,7 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
                 cpus[i].append((c1 - c0) / 1e6)
                 s.append(cpus[i][-1] if use == "cpu" else walls[i][-1])
             series[i] += s
+            halves[i][r % 2].extend(s)
             per_round[i].append(statistics.median(s))
         if log:
             log(f"round {r + 1}/{rounds} done")
@@ -209,6 +214,8 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
             latency_ms=chosen, wall_median_ms=statistics.median(walls[i]), cpu_median_ms=statistics.median(cpus[i]),
             p10_ms=q(0.1), p90_ms=q(0.9), clock=use, threads=threads, runs=len(ser), warmup=warmup,
             runtime=f"ai-edge-litert {v['ai-edge-litert']} XNNPACK fp32", tflite_mb=round(p.stat().st_size / 2**20, 3),
-            rounds=rounds, round_spread_pct=spread, best_round_ms=best if rounds > 1 else None))
+            rounds=rounds, round_spread_pct=spread, best_round_ms=best if rounds > 1 else None,
+            halves_pct=(100 * (statistics.median(halves[i][1]) / statistics.median(halves[i][0]) - 1)
+                        if rounds > 1 else None)))
     del its
     return out

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from pathlib import Path
 
 from nas.cli.numbers import seed
 from nas.table import markdown_table
@@ -70,6 +72,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--heldout", action="append", default=[], metavar="CSV",
                    help="measurement CSV not fitted, for the error of an op-level fit")
     c.set_defaults(func=cmd_calibrate)
+
+    h = lsub.add_parser("calibrate-host", help="time a designed set of models here and fit this machine's own profile "
+                                               "(one command, within --minutes)")
+    h.add_argument("--out", required=True, metavar="FILE",
+                   help="profile JSON to write (its timings go beside it, FILE with .csv); an existing file is refused "
+                        "without --force. Any --device / --device-profile takes FILE")
+    h.add_argument("--minutes", type=float, default=15.0,
+                   help="the whole run, exports included (default 15); a short one fits on fewer models")
+    h.add_argument("--threads", type=int, default=1, help="interpreter threads timed (default 1)")
+    h.add_argument("--jobs", type=int, default=2, help="export processes at once (default 2)")
+    h.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds of every model (default 10)")
+    h.add_argument("--keep-dir", metavar="DIR",
+                   help="where exported models are kept and reused (default $MBNAS_CACHE/tflite/litert-torch-<version>)")
+    h.add_argument("--name", default="", help="profile name (default host-<CPU fingerprint key>)")
+    h.add_argument("--force", action="store_true", help="replace an existing --out file and its .csv")
+    h.set_defaults(func=cmd_calibrate_host)
 
     b = lsub.add_parser("bench-suite", help="write .tflite files and an adb script that runs benchmark_model")
     b.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
@@ -197,6 +215,33 @@ def cmd_calibrate(args) -> int:
         mine = host_profile_path()
         prof.save(mine)
         print(f"this machine's host profile: {mine} (--device host / --device-profile host picks it)")
+    return 0
+
+
+def cmd_calibrate_host(args) -> int:
+    from latency_models.calibrate_host import HostCalibrationConfig, calibrate_host
+    from latency_models.host import host_profile_path
+    from nas.tflite import export_candidate
+
+    for k in ("threads", "jobs", "rounds"):
+        _positive(k, getattr(args, k))
+    if not args.minutes > 0:
+        raise UserError(f"--minutes must be > 0, got {args.minutes:g}")
+    if args.name and not re.fullmatch(r"[A-Za-z0-9._-]+", args.name):
+        raise UserError(f"--name {args.name!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
+    out = check_output_file(args.out, "--out", force=args.force)
+    if out.suffix == ".csv":
+        raise UserError(f"--out {out}: the profile is JSON and its timings go beside it as .csv; give FILE.json")
+    check_output_file(out.with_suffix(".csv"), "--out's timings", force=args.force)
+    cfg = HostCalibrationConfig(minutes=args.minutes, threads=args.threads, jobs=args.jobs, rounds=args.rounds,
+                                keep_dir=Path(args.keep_dir) if args.keep_dir else None, name=args.name)
+    res = calibrate_host(out, export_candidate, cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    for line in res.report():
+        print(line)
+    mine = host_profile_path()
+    res.profile.save(mine)
+    print(f"wrote {out} and its timings {res.csv}; this machine's host profile: {mine} (--device host picks it)")
+    print(f"use it: mbnas latency predict --device {out} ARCH; mbnas search --device-profile {out} ...")
     return 0
 
 
