@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._report import write_result  # noqa: E402
+from benchmarks._report import RESULTS, header, write_result  # noqa: E402
 
 STUDY = "faults"
 
@@ -188,13 +188,32 @@ def main() -> int:
                     f"{hit['restarts']} | {clean['wall_s']:.0f} -> {hit['wall_s']:.0f} s "
                     f"({hit['wall_s'] / clean['wall_s'] - 1:+.0%}) |")
     extra = f" (search arguments: `{' '.join(args.search_arg)}`)" if args.search_arg else ""
-    body = (f"Space `{args.space}`{extra}, {args.trials} trials, a random fault every {args.gap[0]:g}-{args.gap[1]:g} s "
-            f"(seed {args.seed}) until the study holds them; a search (sqlite) or worker (postgres) that ended short "
-            f"of them is started again. One torch thread a process.\n\n| scenario | faults | trials asked / "
-            f"delivered | lost | stuck RUNNING | duplicated | interrupted / retried | restarts | wall: no faults -> "
-            f"faults |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
-    write_result("fault_injection", "Fault injection: searches that lose processes and their database", body)
+    heading = f"## Space `{args.space}`, a fault every {args.gap[0]:g}-{args.gap[1]:g} s"
+    section = (f"{heading}\n\n- {header_lines()}\n\n"
+               f"Space `{args.space}`{extra}, {args.trials} trials, a random fault every {args.gap[0]:g}-{args.gap[1]:g} s "
+               f"(seed {args.seed}) until the study holds them; a search (sqlite) or worker (postgres) that ended short "
+               f"of them is started again. One torch thread a process.\n\n| scenario | faults | trials asked / "
+               f"delivered | lost | stuck RUNNING | duplicated | interrupted / retried | restarts | wall: no faults -> "
+               f"faults |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    write_result("fault_injection", "Fault injection: searches that lose processes and their database",
+                 merge_sections(RESULTS / "fault_injection.md", heading, section))
     return 0
+
+
+def header_lines() -> str:
+    """This run's date, machine and command, on one line (each section of the results file has its own)."""
+    return "; ".join(line[2:] for line in header("").splitlines() if line.startswith("- "))
+
+
+def merge_sections(path: Path, heading: str, section: str) -> str:
+    """The body of the results file: its other sections (one per space and fault gap) kept, this one
+    replaced or added."""
+    kept = []
+    if path.exists():
+        body = path.read_text().split("\n## ", 1)
+        if len(body) == 2:
+            kept = ["## " + s.strip() + "\n" for s in body[1].split("\n## ") if not ("## " + s).startswith(heading)]
+    return "\n".join(kept + [section])
 
 
 if __name__ == "__main__":
