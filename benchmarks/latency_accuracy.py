@@ -378,7 +378,7 @@ def run_calibrate_host(minutes: float) -> None:
     CH_JSON.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": this_cpu().describe(), "minutes": minutes,
         "seconds": res.seconds, "exported": len(res.exported), "skipped_for_time": res.skipped, "failed": res.failed,
-        "method": res.method, "noise": res.noise, "aim_met": res.aim_met,
+        "method": res.method, "rounds": res.rounds, "noise": res.noise, "aim_met": res.aim_met,
         "command": f"python benchmarks/latency_accuracy.py --calibrate-host --minutes {minutes:g}"}, indent=1) + "\n")
     print("\n".join(res.report()))
 
@@ -417,8 +417,8 @@ def calibrate_host_section() -> list[str]:
     s = run["seconds"]
     out = ["## This host, calibrated afresh (`mbnas latency calibrate-host`)", "",
            f"Run {run['date']} on {run['cpu']}: `{run['command']}`, from an empty export folder. "
-           f"{run['exported']} models exported in {s['export']:.0f} s, timed together over interleaved rounds in "
-           f"{s['time']:.0f} s, {s['total']:.0f} s in all (budget {60 * run['minutes']:.0f} s); "
+           f"{run['exported']} models exported in {s['export']:.0f} s, timed together over {run.get('rounds', '?')} "
+           f"interleaved rounds (as many as the budget left allowed) in {s['time']:.0f} s, {s['total']:.0f} s in all (budget {60 * run['minutes']:.0f} s); "
            f"{len(run['skipped_for_time'])} left out for time, {len(run['failed'])} failed. "
            f"{len(fy)} fit rows, {len(hy)} held-out rows (never fitted; ratios to MobileBERT, timed in the same "
            f"rounds, over the {len(hy) - 1} others). Timings: `{CH_CSV.relative_to(ROOT)}`.", "",

@@ -161,13 +161,15 @@ ESTIMATORS = ("median", "best_round", "p10")
 
 def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int = 5, runs: int = 10,
                         warmup: int = 3, vocab_sizes: list[int] | None = None, seed: int = 0,
-                        estimator: str = "median", log=None) -> list[Measurement]:
+                        estimator: str = "median", log=None, until: float | None = None) -> list[Measurement]:
     """Time many .tflite files together: ``rounds`` rounds, each running every model ``runs`` times
     in a shuffled order. A slow drift of the machine's load (a neighbour starting a job) then hits
     every model alike instead of whichever was measured during it; the per-round medians show how
     much the load moved (``round_spread_pct``). Clock: thread CPU time at 1 thread, else wall.
     ``estimator`` picks ``latency_ms``: the median of all runs, the lowest per-round median
     (``best_round``: the least loaded round), or the 10th percentile of all runs; all three are kept.
+    ``until``: a ``time.monotonic`` deadline; ``rounds`` is then the most, and no round is started
+    that the slowest round so far says would end past it (2 rounds at least: the halves need them).
     """
     check_choice("estimator", estimator, ESTIMATORS)
 
@@ -184,7 +186,11 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
     per_round: list[list[float]] = [[] for _ in paths]
     halves: list[tuple[list[float], list[float]]] = [([], []) for _ in paths]  # runs of even / odd rounds
     rng = random.Random(seed)
+    done, slowest = 0, 0.0
     for r in range(rounds):
+        if until is not None and done >= 2 and time.monotonic() + slowest > until:
+            break
+        t_round = time.monotonic()
         order = list(range(len(paths)))
         rng.shuffle(order)
         for i in order:
@@ -199,6 +205,7 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
             series[i] += s
             halves[i][r % 2].extend(s)
             per_round[i].append(statistics.median(s))
+        done, slowest = done + 1, max(slowest, time.monotonic() - t_round)
         if log:
             log(f"round {r + 1}/{rounds} done")
     v = runtime_versions()
@@ -207,15 +214,15 @@ def measure_round_robin(paths: list[str | Path], threads: int = 1, rounds: int =
         ser = sorted(series[i])
         q = lambda f: ser[min(len(ser) - 1, int(f * len(ser)))]  # noqa: E731
         med = statistics.median(ser)
-        spread = (max(per_round[i]) - min(per_round[i])) / med * 100 if rounds > 1 else None
+        spread = (max(per_round[i]) - min(per_round[i])) / med * 100 if done > 1 else None
         best = min(per_round[i])
         chosen = {"median": med, "best_round": best, "p10": q(0.1)}[estimator]
         out.append(Measurement(
             latency_ms=chosen, wall_median_ms=statistics.median(walls[i]), cpu_median_ms=statistics.median(cpus[i]),
             p10_ms=q(0.1), p90_ms=q(0.9), clock=use, threads=threads, runs=len(ser), warmup=warmup,
             runtime=f"ai-edge-litert {v['ai-edge-litert']} XNNPACK fp32", tflite_mb=round(p.stat().st_size / 2**20, 3),
-            rounds=rounds, round_spread_pct=spread, best_round_ms=best if rounds > 1 else None,
+            rounds=done, round_spread_pct=spread, best_round_ms=best if done > 1 else None,
             halves_pct=(100 * (statistics.median(halves[i][1]) / statistics.median(halves[i][0]) - 1)
-                        if rounds > 1 else None)))
+                        if done > 1 else None)))
     del its
     return out

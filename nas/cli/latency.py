@@ -82,7 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the whole run, exports included (default 15); a short one fits on fewer models")
     h.add_argument("--threads", type=int, default=1, help="interpreter threads timed (default 1)")
     h.add_argument("--jobs", type=int, default=2, help="export processes at once (default 2)")
-    h.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds of every model (default 10)")
+    h.add_argument("--rounds", type=int, default=40,
+                   help="at most this many interleaved timing rounds of every model, fewer when --minutes runs out "
+                        "(default 40; 2 at least)")
     h.add_argument("--keep-dir", metavar="DIR",
                    help="where exported models are kept and reused (default $MBNAS_CACHE/tflite/litert-torch-<version>)")
     h.add_argument("--name", default="", help="profile name (default host-<CPU fingerprint key>)")

@@ -90,7 +90,7 @@ def test_a_small_real_calibration_then_its_rerun_reuses_the_exports(tmp_path, mo
     assert len(res.exported) == 7 and not res.reused and not res.skipped and not res.failed
     assert not list((tmp_path / "keep").glob("*.part"))
     rows = read_rows(res.csv)
-    assert len(rows) == 7 and all(r.ok and r.extra["rounds"] == "4" for r in rows)
+    assert len(rows) == 7 and all(r.ok and r.extra["rounds"] == "4" for r in rows) and res.rounds == 4
     assert sum("calibrate-host fit" in r.source for r in rows) == 4
     prof = load_profile(tmp_path / "p.json")
     assert prof.name == "mine" and prof.conditions["cpu"] and "factor(s) over host-cpu-litert" in res.method

@@ -72,3 +72,15 @@ def test_measure_cli_prints_its_result_and_nothing_else(mbnas, tmp_path):
     code, out, err = mbnas("latency", "measure", str(arch), "--runs", "3")
     assert code == 0, err
     assert "ms measured (ai-edge-litert" in out and len(out.strip().splitlines()) == 2 and not err.strip(), err
+
+
+def test_round_robin_stops_at_its_deadline_after_two_rounds(tiny):
+    import time
+
+    from latency_models.measure import measure_round_robin
+
+    _, path, _ = tiny
+    m, = measure_round_robin([path], rounds=10, runs=2, warmup=0, until=time.monotonic())
+    assert m.rounds == 2 and m.halves_pct is not None  # the noise floor needs both halves
+    m, = measure_round_robin([path], rounds=3, runs=2, warmup=0, until=time.monotonic() + 60)
+    assert m.rounds == 3
