@@ -10,9 +10,9 @@
   again after a few seconds while the study is short of ``--trials``.
 
 Reported per scenario: faults injected, trials asked and delivered (trained: complete, stopped or
-failed), lost (asked - delivered), stuck RUNNING at the end, duplicated (one candidate trained twice
-to the end), and the wall time against the same search without faults. Writes
-benchmarks/results/fault_injection.md.
+failed; a candidate whose worker died twice is failed, "killed its worker twice"), lost (asked -
+delivered), stuck RUNNING at the end, duplicated (one candidate trained twice to the end), and the
+wall time against the same search without faults. Writes benchmarks/results/fault_injection.md.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def _tally(storage: str) -> dict:
         key = (rec.strategy, rec.candidate.replace(name=None, mha_ffn_ratio=None)) if rec else t.number
         dup += key in seen
         seen.add(key)
-    return {"trained": len(trained), "running": kinds.count("running"), "interrupted": kinds.count("interrupted"),
+    return {"trained": len(trained), "complete": kinds.count("complete"), "failed": kinds.count("failed"),
+            "running": kinds.count("running"), "interrupted": kinds.count("interrupted"),
             "duplicated": dup, "retries": sum("mbnas.retry_of" in t.user_attrs for t in trials)}
 
 
@@ -183,7 +184,8 @@ def main() -> int:
         print(f"{kind} with faults: {hit}", flush=True)
         n = sum(hit["faults"].values())
         what = ", ".join(f"{v} {k}" for k, v in sorted(hit["faults"].items()))
-        rows.append(f"| {kind} | {n} ({what}) | {args.trials} / {hit['trained']} | {args.trials - hit['trained']} | "
+        rows.append(f"| {kind} | {n} ({what}) | {args.trials} / {hit['trained']} ({hit['complete']} complete, "
+                    f"{hit['failed']} failed) | {args.trials - hit['trained']} | "
                     f"{hit['running']} | {hit['duplicated']} | {hit['interrupted']} / {hit['retries']} | "
                     f"{hit['restarts']} | {clean['wall_s']:.0f} -> {hit['wall_s']:.0f} s "
                     f"({hit['wall_s'] / clean['wall_s'] - 1:+.0%}) |")
