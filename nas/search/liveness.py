@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +26,11 @@ HEARTBEAT_ATTR = "mbnas.run.heartbeat"
 HEARTBEAT_S = 15.0
 GRACE_S = 120.0
 KILLED_TWICE = "killed its worker twice"  # in the failure of a retry that was interrupted too: not tried again
+# on a trial: how many deaths of its workers may be its candidate's doing, over its earlier attempts
+# (and this one, once it has ended). A worker that died with its search process (a kill of the
+# search, the node gone) is not counted: only a death the search lived through (an OOM kill of the
+# trainer) says anything against the candidate. Two such deaths fail it (``KILLED_TWICE``).
+DEATHS_ATTR = "mbnas.candidate_deaths"
 
 
 def _proc_start(pid: int) -> str | None:
@@ -47,7 +53,23 @@ def worker_identity() -> dict[str, Any]:
     except OSError:
         pidns = "?"
     host = socket.gethostname()
-    return {"host": host, "key": f"{host}/{boot}/{pidns}", "pid": os.getpid(), "started": _proc_start(os.getpid())}
+    parent = os.getppid()  # a --jobs worker's search, or the shell that started a search
+    return {"host": host, "key": f"{host}/{boot}/{pidns}", "pid": os.getpid(), "started": _proc_start(os.getpid()),
+            "parent": parent, "parent_started": _proc_start(parent)}
+
+
+def _parent_gone(worker: dict[str, Any]) -> bool:
+    """Whether a dead worker's parent process (recorded when it claimed its trial) is gone too: its
+    search died, and the worker with it. False when it was not recorded (older studies)."""
+    if worker.get("parent") is None or worker.get("parent_started") is None:
+        return False
+    return _worker_alive({"key": worker.get("key"), "pid": worker["parent"], "started": worker["parent_started"]}) \
+        is False
+
+
+def deaths_so_far(trial: Any) -> int:
+    """``DEATHS_ATTR`` of a trial; a retry from before it was recorded had one death behind it."""
+    return int(trial.user_attrs.get(DEATHS_ATTR, 1 if RETRY_OF_ATTR in trial.user_attrs else 0))
 
 
 def _worker_alive(worker: dict[str, Any]) -> bool | None:
@@ -114,15 +136,24 @@ def fresh_session(storage) -> None:
         pass
 
 
-def next_retry(study) -> tuple[int, dict[str, Any]] | None:
-    """(number, params) of the first interrupted trial not yet retried (no trial names it in
-    ``RETRY_OF_ATTR``, and it is no retry itself), or None: an interrupted candidate is tried once more."""
+@dataclass(frozen=True)
+class Retry:
+    """An interrupted trial's candidate to try again: enqueue ``params`` with ``user_attrs``."""
+
+    number: int
+    params: dict[str, Any]
+    user_attrs: dict[str, Any]
+
+
+def next_retry(study) -> Retry | None:
+    """The first interrupted trial no trial retries yet (none names it in ``RETRY_OF_ATTR``), or None.
+    A retry that was interrupted is retried too: what interrupted it (a user's stop, its search's
+    death) was not its candidate's doing, or its failure would say ``KILLED_TWICE``."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get(RETRY_OF_ATTR) for t in trials}
     for t in trials:
-        if (outcome_of(t) == "interrupted" and t.number not in retried and RETRY_OF_ATTR not in t.user_attrs
-                and t.params):
-            return t.number, dict(t.params)
+        if outcome_of(t) == "interrupted" and t.number not in retried and t.params:
+            return Retry(t.number, dict(t.params), {RETRY_OF_ATTR: t.number, DEATHS_ATTR: deaths_so_far(t)})
     return None
 
 
@@ -152,16 +183,24 @@ def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
                 alive = silent < grace_s
         if alive:
             continue
-        first = t.user_attrs.get(RETRY_OF_ATTR)
-        if first is None:
+        before = deaths_so_far(t)
+        if worker is not None and _parent_gone(worker):  # its search died, and the worker with it
+            deaths = before
+            reason = (f"{INTERRUPTED}{who} died with its search process (pid {worker['parent']}), which says "
+                      f"nothing against the candidate: it is tried again, completed trials are kept")
+        elif before == 0:
+            deaths = 1
             reason = (f"{INTERRUPTED}{who} died while this trial ran (last sign of life {silent:.0f} s ago); "
                       f"the candidate is tried once more, completed trials are kept")
         else:  # a failure, not an interruption: it counts as a trained trial and is not retried again
-            reason = (f"{KILLED_TWICE}: {who} died while this retry of trial {first} ran, as a worker did during "
-                      f"trial {first}; not tried again (out of memory for this candidate?)")
+            deaths = before + 1
+            reason = (f"{KILLED_TWICE}: {who} died while this retry of trial {t.user_attrs.get(RETRY_OF_ATTR)} ran, "
+                      f"as a worker did during an earlier attempt, each time while its search lived; not tried "
+                      f"again (out of memory for this candidate?)")
         try:
             # the reason first: a finished trial's attributes can no longer be written
             trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, t.number))
+            trial.set_user_attr(DEATHS_ATTR, deaths)
             trial.set_user_attr("mbnas.failure", reason)
             study.tell(trial, state=TrialState.FAIL)
         except Exception:  # another worker recovered it first

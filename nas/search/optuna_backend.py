@@ -78,12 +78,12 @@ def run_optuna(prep, log: Callable[[str], None] = print) -> None:
                 log(exhausted)
                 break
             retry = next_retry(study)
-            if retry is not None:  # a worker died during trial N: its candidate gets one more try
-                study.enqueue_trial(retry[1], user_attrs={RETRY_OF_ATTR: retry[0]})
+            if retry is not None:  # trial N was interrupted: its candidate is tried again
+                study.enqueue_trial(retry.params, user_attrs=retry.user_attrs)
             trial = study.ask()
             liveness.claim(trial)
             if RETRY_OF_ATTR in trial.user_attrs:
-                log(f"trial {trial.number} retries trial {trial.user_attrs[RETRY_OF_ATTR]}, whose worker died")
+                log(f"trial {trial.number} retries trial {trial.user_attrs[RETRY_OF_ATTR]}, which was interrupted")
             if _slot(study, trial.number) > cfg.trials:
                 # another worker took the last slot between our count and our ask
                 liveness.release(trial)

@@ -41,7 +41,8 @@ from typing import Any, Callable
 from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
-from nas.search.liveness import KILLED_TWICE, Liveness, next_retry, recover_interrupted
+from nas.search.liveness import (DEATHS_ATTR, KILLED_TWICE, Liveness, deaths_so_far, next_retry,
+                                recover_interrupted)
 from nas.search.objective import (
     ErrorStreak, Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
 )
@@ -160,10 +161,12 @@ class _Driver:
         if not error:
             return Outcome("failed", failure=f"error: the Ray worker training this trial returned no result "
                                              f"(logs under {where})")
-        first = ot_trial.user_attrs.get(RETRY_OF_ATTR)
-        if first is not None:
-            return Outcome("failed", failure=f"{KILLED_TWICE}: its Ray worker died while this retry of trial {first} "
-                                             f"ran, as one did during trial {first} (logs under {where})")
+        before = deaths_so_far(ot_trial)  # a Ray worker's death is counted against its candidate: Ray
+        ot_trial.set_user_attr(DEATHS_ATTR, before + 1)  # restarts a lost node's workers, not its driver
+        if before:
+            return Outcome("failed", failure=f"{KILLED_TWICE}: its Ray worker died while this retry of trial "
+                                             f"{ot_trial.user_attrs.get(RETRY_OF_ATTR)} ran, as one did during an "
+                                             f"earlier attempt (logs under {where})")
         self.log(f"trial {ot_trial.number}: its Ray worker died; its candidate is tried once more")
         return Outcome("failed", failure=f"{INTERRUPTED}its Ray worker died (killed, out of memory or its node "
                                          f"lost; logs under {where})")
@@ -209,9 +212,9 @@ def _searcher(driver: _Driver, sampler: Any, storage: Any, study_name: str):
                                             and time.time() >= self._driver.deadline):
                     return Searcher.FINISHED
                 retry = next_retry(self._ot_study)
-                if retry is not None:  # a worker died during trial N: its candidate gets one more try
-                    self._ot_study.enqueue_trial(retry[1], user_attrs={RETRY_OF_ATTR: retry[0]})
-                    self._driver.log(f"retrying trial {retry[0]}'s candidate, whose worker died")
+                if retry is not None:  # trial N was interrupted: its candidate is tried again
+                    self._ot_study.enqueue_trial(retry.params, user_attrs=retry.user_attrs)
+                    self._driver.log(f"retrying trial {retry.number}'s candidate, which was interrupted")
                 return super().suggest(trial_id)
 
             def on_trial_result(self, trial_id: str, result: dict) -> None:

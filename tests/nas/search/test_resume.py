@@ -111,12 +111,13 @@ def test_a_killed_worker_costs_one_trials_time_never_a_trial(mbnas_argv, smoke_s
 
 def test_a_candidate_that_kills_its_worker_twice_is_failed_and_not_retried(tmp_path):
     """The retry of an interrupted trial is interrupted too: recorded as failed with the reason,
-    counted as trained, and neither retried nor proposed again."""
+    counted as trained, and neither retried nor proposed again. A worker that died with its search
+    process is not counted against the candidate: that retry is retried."""
     import optuna
     from optuna.trial import TrialState
 
     from nas.search import outcome_of
-    from nas.search.liveness import WORKER_ATTR, next_retry, recover_interrupted, worker_identity
+    from nas.search.liveness import DEATHS_ATTR, WORKER_ATTR, next_retry, recover_interrupted, worker_identity
     from nas.search.outcomes import RETRY_OF_ATTR
     from nas.search.storage import open_storage
 
@@ -133,16 +134,33 @@ def test_a_candidate_that_kills_its_worker_twice_is_failed_and_not_retried(tmp_p
     first = running({})
     assert recover_interrupted(study, storage) == [first.number]
     assert outcome_of(study.trials[first.number]) == "interrupted"
-    number, params = next_retry(study)
-    assert number == first.number and params == study.trials[first.number].params
-    study.enqueue_trial(params, user_attrs={RETRY_OF_ATTR: number})
-    again = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    assert again.user_attrs[RETRY_OF_ATTR] == first.number and again.params == params
-    again.set_user_attr(WORKER_ATTR, gone)
+    retry = next_retry(study)
+    assert retry.number == first.number and retry.params == study.trials[first.number].params
+    assert retry.user_attrs == {RETRY_OF_ATTR: first.number, DEATHS_ATTR: 1}
+
+    def retried(r):
+        study.enqueue_trial(r.params, user_attrs=r.user_attrs)
+        t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        assert t.user_attrs[RETRY_OF_ATTR] == r.number and t.params == r.params
+        return t
+
+    # its retry's worker dies with its search (a kill of the search, not of the trainer): not counted
+    again = retried(retry)
+    with_search = {**worker_identity(), "pid": 2**22 + 8, "started": "0", "parent": 2**22 + 9,
+                   "parent_started": "0"}
+    again.set_user_attr(WORKER_ATTR, with_search)
     assert recover_interrupted(study, storage) == [again.number]
     t = study.trials[again.number]
+    assert outcome_of(t) == "interrupted" and "died with its search process" in t.user_attrs["mbnas.failure"]
+    retry = next_retry(study)
+    assert retry.number == again.number and retry.user_attrs[DEATHS_ATTR] == 1  # still one against it
+    # the next retry's worker dies while its search lives: the second death that is the candidate's doing
+    third = retried(retry)
+    third.set_user_attr(WORKER_ATTR, {**gone, "parent": os.getpid(), "parent_started": worker_identity()["started"]})
+    assert recover_interrupted(study, storage) == [third.number]
+    t = study.trials[third.number]
     assert t.state == TrialState.FAIL and outcome_of(t) == "failed"
-    assert "killed its worker twice" in t.user_attrs["mbnas.failure"]
+    assert "killed its worker twice" in t.user_attrs["mbnas.failure"] and t.user_attrs[DEATHS_ATTR] == 2
     assert next_retry(study) is None
 
 
