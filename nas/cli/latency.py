@@ -303,7 +303,7 @@ def cmd_devices(args) -> int:
     mine = host_profile_path()
     print(f"host: this machine's own profile, {mine}" if mine.is_file() else
           "host: this machine has no profile of its own yet, so 'host' means host-cpu-litert (timed on another "
-          "CPU); README 'Calibrate this machine'")
+          "CPU); calibrate this one: mbnas latency calibrate-host --out my-host.json")
     return 0
 
 
