@@ -30,6 +30,7 @@ import multiprocessing
 import random
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -219,7 +220,7 @@ def export_all(points: Sequence[DesignPoint], keep_dir: Path, export: Exporter, 
             todo.append(p)
     rate = _ExportRate()
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding LiteRT or torch threads
-    running: dict[Future, tuple[DesignPoint, float]] = {}
+    running: dict[Future, DesignPoint] = {}
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
         queue = list(todo)
         while queue or running:
@@ -229,16 +230,21 @@ def export_all(points: Sequence[DesignPoint], keep_dir: Path, export: Exporter, 
                 if rate.estimate(p.candidate) > left:
                     skipped.append(row_label(p.candidate))
                     continue
-                fut = pool.submit(_export_one, export, p.candidate, keep_dir / tflite_name(p.candidate))
-                running[fut] = (p, time.monotonic())
+                running[pool.submit(_export_one, export, p.candidate, keep_dir / tflite_name(p.candidate))] = p
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                p, _t0 = running.pop(fut)
+                p = running.pop(fut)
                 label = row_label(p.candidate)
                 try:
                     s = fut.result()
+                except BrokenProcessPool:  # an export process was killed (out of memory?): no more exports
+                    failed.append(f"{label}: its export process died (killed, out of memory?)")
+                    log(f"export FAILED {label}: its export process died; the models exported so far are timed")
+                    skipped += [row_label(q.candidate) for q in queue]
+                    queue.clear()
+                    continue
                 except Exception as exc:  # a conversion failure is data: the model is left out, said
                     msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                     failed.append(f"{label}: {type(exc).__name__}: {msg}")

@@ -101,3 +101,19 @@ def test_a_small_real_calibration_then_its_rerun_reuses_the_exports(tmp_path, mo
     again = calibrate_host(tmp_path / "q.json", export_candidate, cfg, points=plan, log=lambda s: None)
     assert len(again.reused) == 7 and not again.exported
     assert json.loads((tmp_path / "q.json").read_text())["coefficients"]
+
+
+def _killed_exporter(c, path, seq_len):  # runs in an export process: the OOM killer's kill -9 of it
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_an_export_process_killed_stops_the_exports_and_says_so(tmp_path):
+    pts = [DesignPoint(c, "smoke", "fit") for c in load_space("smoke").sample(3, 0)]
+    lines = []
+    exported, reused, skipped, failed = export_all(pts, tmp_path, _killed_exporter, deadline=time.monotonic() + 300,
+                                                   jobs=1, log=lines.append)
+    assert not exported and not reused and len(failed) == 1 and "export process died" in failed[0]
+    assert len(skipped) == 2 and not list(tmp_path.iterdir())
