@@ -356,6 +356,8 @@ def calibrate_host(out: Path, export: Exporter, config: HostCalibrationConfig = 
         res.ratio = {"anchor": row_label(points[0].candidate),
                      **ratio_errors(prof, [cands[i] for i in held_i], y[held_i], anchor)}
         prof.error["ratio_to_anchor"] = res.ratio
+        prof.error["summary"] += (f"; ratios to {res.ratio['anchor']}: {100 * res.ratio['within_10']:.0f}% within 10% "
+                                  f"({res.ratio['n']} held-out)")
     if res.noise:
         prof.error["measurement_noise"] = res.noise
     res.aim_met = bool(res.heldout and res.ratio and res.heldout["within_10"] >= AIM_SHARE
