@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import optuna
 import pandas as pd
 
 from latency_models import load_profile
@@ -75,8 +76,6 @@ def open_storage(url: str) -> Storage:
     Keep the result for the life of the app: Optuna caches finished trials in it, and the fast
     reader reuses its engine.
     """
-    import optuna
-
     from dashboard import fast_read
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -18,6 +18,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+from optuna.storages._rdb import models as optuna_tables  # Optuna's table definitions and conversions
+
 # Optuna's alembic revision of the RDB schema this reader knows (Optuna 3.2 to 5.x)
 KNOWN_REVISIONS = frozenset({"v3.2.0.a"})
 _CONSTRAINTS_PREFIX = "constraints"  # optuna.study._constrained_optimization._CONSTRAINTS_KEY
@@ -53,13 +56,10 @@ def fast_path_available(rdb) -> bool:
 
 def read_trials_sql(rdb, study_id: int) -> list[TrialRow]:
     """Four Core SELECTs on Optuna's tables of ``rdb`` (an ``optuna.storages.RDBStorage``)."""
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models as m  # Optuna's table definitions and conversions
-
-    trials_t = m.TrialModel.__table__
-    values_t = m.TrialValueModel.__table__
-    user_t = m.TrialUserAttributeModel.__table__
-    system_t = m.TrialSystemAttributeModel.__table__
+    trials_t = optuna_tables.TrialModel.__table__
+    values_t = optuna_tables.TrialValueModel.__table__
+    user_t = optuna_tables.TrialUserAttributeModel.__table__
+    system_t = optuna_tables.TrialSystemAttributeModel.__table__
     in_study = sa.select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
     with rdb.engine.connect() as conn:
         trials = conn.execute(sa.select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state,
@@ -75,7 +75,7 @@ def read_trials_sql(rdb, study_id: int) -> list[TrialRow]:
 
     vals: dict[int, dict[int, float]] = {}
     for tid, objective, value, vtype in values:
-        vals.setdefault(tid, {})[objective] = m.TrialValueModel.stored_repr_to_value(value, vtype)
+        vals.setdefault(tid, {})[objective] = optuna_tables.TrialValueModel.stored_repr_to_value(value, vtype)
     attrs: dict[int, dict[str, Any]] = {}
     for tid, key, value_json in users:
         attrs.setdefault(tid, {})[key] = json.loads(value_json)
@@ -96,10 +96,7 @@ def read_trials_sql(rdb, study_id: int) -> list[TrialRow]:
 
 def trial_states(rdb, study_id: int) -> list[tuple[int, str]]:
     """(trial id, state) of every trial: the cheap fingerprint the dashboard refreshes on."""
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models as m
-
-    t = m.TrialModel.__table__
+    t = optuna_tables.TrialModel.__table__
     with rdb.engine.connect() as conn:
         return [(tid, s.name) for tid, s in conn.execute(sa.select(t.c.trial_id, t.c.state)
                                                           .where(t.c.study_id == study_id))]

@@ -17,6 +17,9 @@ import math
 from typing import Any
 
 import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
 
 SYNTHETIC_SCORE = "synthetic_score"
 SYNTHETIC_DATA = "no data: synthetic scores made up for a test (log-size trend + noise)"
@@ -54,10 +57,6 @@ def write_synthetic_study(storage: str, study_name: str, n_trials: int, *, space
     (``None``: the FLOPs stand-in). With ``latency_budget_ms`` (ms, or ``"median"`` of the trials'
     latencies) trials over budget carry a violated Optuna constraint, as a budgeted search records them.
     """
-    import optuna
-    from optuna.distributions import CategoricalDistribution
-    from optuna.trial import FrozenTrial, TrialState
-
     from nas.records import DIRECTIONS, StudyMeta, TrialRecord
     from search_spaces import load_space
     from search_spaces.ops import count

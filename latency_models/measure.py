@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
+
 from latency_models.quiet import quiet_fds
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError, check_choice, require
@@ -142,7 +144,6 @@ def measure_candidate(c: Candidate, export: Exporter, threads: int = 1, runs: in
 
 def _load(path: Path, threads: int, vocab_size: int):
     interp_mod = require("ai_edge_litert.interpreter", "litert")
-    import numpy as np
 
     try:
         with quiet_fds():  # LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate" from C++

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import nn
+from transformers import MobileBertForMaskedLM, MobileBertModel
+
 from search_spaces.candidate import Candidate
 
 
 def widen_block_qk(model: Any, hidden_size: int) -> None:
     """Make Q/K of every layer read the ``hidden_size``-wide block input (IB-BERT attention)."""
-    from torch import nn
-
     for layer in model.base_model.encoder.layer:
         att = layer.attention.self
         att.query = nn.Linear(hidden_size, att.all_head_size)
@@ -34,9 +36,6 @@ def build_masked_lm(c: Candidate, attn_implementation: str = "eager", seed: int 
     ``eager`` attention by default: SDPA silently returns no attention maps, and attention
     transfer needs them (docs/FACTS.md section 5).
     """
-    import torch
-    from transformers import MobileBertForMaskedLM
-
     if seed is not None:
         torch.manual_seed(seed)
     model = MobileBertForMaskedLM(c.to_hf_config(attn_implementation=attn_implementation))
@@ -47,8 +46,6 @@ def build_masked_lm(c: Candidate, attn_implementation: str = "eager", seed: int 
 
 def build_base_model(c: Candidate, attn_implementation: str = "eager"):
     """``MobileBertModel`` without pooler: the module whose size ``search_spaces.ops.count`` reports."""
-    from transformers import MobileBertModel
-
     model = MobileBertModel(c.to_hf_config(attn_implementation=attn_implementation), add_pooling_layer=False)
     if c.attention == "block":
         widen_block_qk(model, c.hidden_size)

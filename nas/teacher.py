@@ -33,6 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, TYPE_CHECKING
 
+import numpy as np
+import torch
+from safetensors import safe_open, SafetensorError
+from safetensors.torch import load_model, save_file
+
 from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
 from nas.data.sources import cache_dir, sha256_file
 from nas.data.tokenizer import get_vocab
@@ -173,8 +178,6 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
                   corpus_files: list[Path] | None = None, log: Callable[[str], None] = print,
                   command: str | None = None) -> Teacher:
     """Pre-train the space's teacher with masked-LM and save it; returns the loaded teacher."""
-    import torch
-
     recipe = recipe or recipe_for(space)
     cand = space.teacher
     corpus = corpus_for(corpus_files, vocab=space.vocab)
@@ -203,9 +206,6 @@ def pretrain(model, corpus, seq_len: int, recipe: TeacherRecipe, device: str, lo
     ``seq_len`` tokens of ``corpus``'s training split by ``recipe``: AdamW (no decay on biases and norms), warm-up then linear decay,
     gradients clipped at 1. ``on_step(n)`` runs after the n-th optimiser step (1-based); returns the
     tokens seen. A non-finite loss is a ``UserError``."""
-    import numpy as np
-    import torch
-
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -263,8 +263,6 @@ def save_weights(model, path: Path) -> None:
     out in a different order in every process: importing one checkpoint twice gave two teachers.
     Here a tied tensor is kept under its first name in sorted order (the rule ``load_model`` also
     accepts) and the metadata is the one fixed entry transformers looks for."""
-    from safetensors.torch import save_file
-
     state = model.state_dict()
     kept: dict[tuple[int, int, tuple[int, ...]], str] = {}  # (storage, offset, shape) -> the name kept
     tensors = {}
@@ -347,9 +345,6 @@ def _load_weights(model, weights: Path) -> None:
     """Load ``weights`` (safetensors) into ``model``, or a ``UserError`` naming what does not match.
     Tied tensors (the MLM decoder shares the word embeddings) may be stored once, as transformers and
     ``save_teacher`` both do."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
     try:
         missing, unexpected = load_model(model, str(weights), strict=False)
     except SafetensorError as exc:  # truncated, or not safetensors at all
@@ -365,8 +360,6 @@ def _load_weights(model, weights: Path) -> None:
 def _first_mismatch(model, weights: Path) -> str | None:
     """``'<name>' is [a, b] in the file, [c, d] in the model`` for the first tensor (sorted by name)
     whose shape differs; torch's own message names none of them on its first line."""
-    from safetensors import safe_open
-
     want = {k: list(v.shape) for k, v in model.state_dict().items()}
     with safe_open(str(weights), framework="pt") as f:
         for name in sorted(f.keys()):

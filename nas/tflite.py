@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+
 from latency_models.quiet import quiet_fds
 from nas.models import build_base_model
 from search_spaces.candidate import Candidate
@@ -30,8 +32,6 @@ def converter():
 def convert(module, sample: tuple, path: str | Path) -> Path:
     """Write ``module`` traced on ``sample`` (a tuple of input tensors) to ``path`` with litert-torch.
     A conversion that fails is one line (what the converter said last is shown above it)."""
-    import torch
-
     litert_torch = converter()
     for name in ("absl", "litert_torch", "jax", "tensorflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -52,8 +52,6 @@ def convert(module, sample: tuple, path: str | Path) -> Path:
 def ids_to(model, output: str):
     """``model`` as a module of the ids alone returning one named output (``last_hidden_state``:
     (1, S) -> (1, S, H); ``logits``: (1, S) -> (1, S, V)): the graph a phone runtime is given."""
-    import torch
-
     class IdsTo(torch.nn.Module):
         def __init__(self, m):
             super().__init__()
@@ -73,7 +71,6 @@ def export_candidate(c: Candidate, path: str | Path, seq_len: int | None = None,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow imports
-    import torch
 
     torch.manual_seed(seed)
     s = seq_len or c.seq_len

@@ -101,3 +101,44 @@ def test_the_walk_sees_lazy_and_relative_imports(tmp_path):
     known = {"search_spaces.ops": src, "search_spaces.m": src}
     found = {t for t, _, _ in imports_of("search_spaces.m", src, known)}
     assert found == {"dashboard.data", "search_spaces.ops"}
+
+
+# packages that cost seconds to import: a module imports them at its top, unless the CLI parser
+# imports the module (``mbnas --help`` and every command's start stay light; their handlers import
+# them when they run). Optional backends go through ``search_spaces.errors.require`` (an install
+# hint when absent), never an import statement inside a function.
+HEAVY = {"torch", "transformers", "optuna", "safetensors", "tokenizers", "sqlalchemy", "numpy", "pandas", "tqdm", "yaml"}
+OPTIONAL = {"ray", "streamlit", "ai_edge_litert", "litert_torch", "playwright", "psycopg2"}
+
+
+def _startup_modules() -> set[str]:
+    """Our modules that building the CLI parser imports (in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import nas.cli as c; c.build_parser(); "
+            "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in %r))" % (LAYERS,))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    return set(out.split())
+
+
+def test_heavy_imports_sit_at_module_tops_and_optional_ones_go_through_require():
+    startup = _startup_modules()
+    assert "nas.cli" in startup and "nas.search.runner" in startup  # the walk found the parser's modules
+    wrong = []
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text(), str(path))
+        typing_only = _type_checking_lines(tree)
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for n in ast.walk(fn):
+                if not isinstance(n, (ast.Import, ast.ImportFrom)) or getattr(n, "level", 0) or n.lineno in typing_only:
+                    continue
+                top = (n.names[0].name if isinstance(n, ast.Import) else n.module or "").split(".")[0]
+                if top in OPTIONAL:
+                    wrong.append(f"{path.relative_to(ROOT)}:{n.lineno}: {top} is optional: require({top!r}, ...)")
+                elif top in HEAVY and name not in startup:
+                    wrong.append(f"{path.relative_to(ROOT)}:{n.lineno}: {top} inside a function of a module the CLI "
+                                 f"parser does not import: import it at the top")
+    assert not wrong, "\n".join(wrong)

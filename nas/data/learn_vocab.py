@@ -15,6 +15,8 @@ import argparse
 from collections.abc import Iterable
 from pathlib import Path
 
+from tokenizers import BertWordPieceTokenizer
+
 from nas.data.corpus import BUILTIN_SOURCES, is_heldout, news_documents, wiki_documents
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -25,8 +27,6 @@ def learn_vocab(texts: Iterable[str], size: int) -> list[str]:
     """``size`` lines: the BERT layout above, then the pieces the WordPiece trainer learns from ``texts``
     (lower-cased, BERT's pre-tokenisation, at most 1,000 initial characters, pieces seen twice or more),
     in sorted order."""
-    from tokenizers import BertWordPieceTokenizer
-
     if size <= len(SPECIALS) + UNUSED:
         raise ValueError(f"a vocabulary of {size} has no room for word pieces after the {len(SPECIALS) + UNUSED} special ids")
     tok = BertWordPieceTokenizer(lowercase=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import MobileBertForSequenceClassification
 
 from nas.distill.stage import Diverged, Stage
 
@@ -30,8 +31,6 @@ def evaluate_downstream(student, c, s, vocab, csv_path: str | None = None) -> tu
     (dev accuracy, description of the data). The student itself is not changed (its config neither:
     it is what gets exported). A fine-tune whose loss or dev logits stop being finite raises
     ``Diverged``, as pre-training does: argmax over NaN logits is class 0, a fake accuracy."""
-    from transformers import MobileBertForSequenceClassification
-
     data, train, dev = _encoded(c.seq_len, csv_path, vocab)
     cfg = copy.deepcopy(student.config)
     cfg.num_labels = data.num_labels

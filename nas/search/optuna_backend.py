@@ -14,6 +14,9 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import torch
+from optuna.trial import TrialState
+
 from nas.records import settle_score_meta
 from nas.search.liveness import Liveness, fresh_session, next_retry, recover_interrupted
 from nas.search.objective import (
@@ -51,9 +54,6 @@ def signals_held() -> Iterator[None]:
 
 
 def run_optuna(prep, log: Callable[[str], None] = print) -> None:
-    import torch
-    from optuna.trial import TrialState
-
     cfg, study, ctx = prep.config, prep.study, prep.ctx
     meta = prep.meta
     study.sampler = make_sampler(cfg.sampler, process_seed(cfg.seed, study, cfg.shared))

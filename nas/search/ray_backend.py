@@ -38,6 +38,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+from transformers.utils import logging as hf_logging
+
 from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
@@ -90,8 +93,7 @@ def _worker_context(shipped: Any, files: dict[str, bytes]) -> Any:
 
 def _trainable(config: dict[str, Any], shipped: Any, teacher_files: dict[str, bytes]) -> None:
     """One trial on a Ray worker: train the plan the driver made, report per layer and at the end."""
-    from ray import tune
-    from transformers.utils import logging as hf_logging
+    tune = require("ray.tune", "ray")
 
     hf_logging.disable_progress_bar()
     keep_freed_memory()  # a Ray worker does not pass through the CLI (nas.runtime)
@@ -114,7 +116,7 @@ def _trainable(config: dict[str, Any], shipped: Any, teacher_files: dict[str, by
 
 def _node() -> str:
     """Which Ray node ran the trial (its IP and node id), kept in the trial's attributes."""
-    import ray
+    ray = require("ray", "ray")
 
     rc = ray.get_runtime_context()
     return f"{ray.util.get_node_ip_address()}/{rc.get_node_id()[:12]}"
@@ -203,8 +205,8 @@ def _searcher(driver: _Driver, sampler: Any, storage: Any, study_name: str):
     """Ray's OptunaSearch, with trial outcomes recorded the way the embedded backend records them."""
     global _StudySearch
     if _StudySearch is None:
-        from ray.tune.search import Searcher
-        from ray.tune.search.optuna import OptunaSearch
+        Searcher = require("ray.tune.search", "ray").Searcher
+        OptunaSearch = require("ray.tune.search.optuna", "ray").OptunaSearch
 
         class StudySearch(OptunaSearch):
             def suggest(self, trial_id: str):
@@ -361,7 +363,6 @@ def _local_resources(cfg: Any, gpus_per_trial: float) -> int:
                         f"cluster could never start a trial")
     if not gpus_per_trial:
         return 0
-    import torch
 
     have = torch.cuda.device_count()
     if gpus_per_trial > have:
@@ -382,7 +383,7 @@ def run_ray(prep: Any, log: Callable[[str], None] = print) -> None:
     driver = _Driver(prep, bar, liveness, deadline, log)
     try:
         with ray_cluster(cfg.ray_address, ctx.run_dir, local_gpus, log):
-            from ray import tune
+            tune = require("ray.tune", "ray")
 
             shipped, teacher_files = _ship(ctx)
             trainable = tune.with_resources(tune.with_parameters(_trainable, shipped=shipped,
