@@ -86,7 +86,8 @@ main()
 
 @pytest.fixture
 def ray_cluster():
-    """(address, env) of a two-node Ray cluster bound to 127.0.0.1: 1 CPU per node, token auth."""
+    """(address, env) of a two-node Ray cluster bound to 127.0.0.1, token auth: a head with no CPU for
+    trials and a worker node with 1."""
     pytest.importorskip("ray", reason="the ray extra is not installed")
     from nas.data.sources import cache_dir
 
@@ -98,18 +99,20 @@ def ray_cluster():
     gcs = ports[0]
     base = 20000 + (os.getpid() % 2000) * 20  # worker port ranges, away from the probed ports
 
-    def node(name: str, argv: list[str], first: list[str], p: list[int], extra_env: dict) -> subprocess.Popen:
+    def node(name: str, argv: list[str], first: list[str], p: list[int], extra_env: dict,
+             cpus: int = 1) -> subprocess.Popen:
         log = open(temp / f"{name}.log", "w")
         return subprocess.Popen(
-            [*argv, "start", "--block", *first, "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp / name}",
+            [*argv, "start", "--block", *first, f"--num-cpus={cpus}", "--num-gpus=0", f"--temp-dir={temp / name}",
              f"--node-manager-port={p[0]}", f"--object-manager-port={p[1]}", f"--dashboard-agent-listen-port={p[2]}",
              f"--dashboard-agent-grpc-port={p[3]}", f"--metrics-export-port={p[4]}", f"--runtime-env-agent-port={p[5]}",
              f"--min-worker-port={p[6]}", f"--max-worker-port={p[6] + 40}", "--disable-usage-stats"],
             env={**node_env, **extra_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=temp)
 
     ray_bin = str(Path(sys.executable).with_name("ray"))
+    # the head offers no CPU: every trial must run on the worker node, over loopback
     head = node("head", [ray_bin], ["--head", f"--port={gcs}", "--include-dashboard=false"], ports[2:8] + [base],
-                {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, cpus=0)
     worker = None
     try:
         _wait_port(gcs, 90)
@@ -157,9 +160,11 @@ def test_ray_head_and_worker_on_loopback(ray_cluster, run_mbnas, smoke_search, l
         rec = TrialRecord.from_trial(t)
         assert rec is not None and rec.candidate is not None and rec.teacher_hash
         assert rec.failure is None, rec.failure
-    # one trial per worker: 1 CPU per node, 1 CPU per trial, so the two trials ran on the two nodes
+    # the head has no CPU, so both trials ran on the worker node, one after the other. (With a CPU on
+    # each node, the two trials ran on both nodes, except under load, when Ray reused the first trial's
+    # actor for the second: where Ray places a trial is not ours to promise.)
     nodes = {t.user_attrs[NODE_ATTR] for t in trained}
-    assert len(nodes) == 2 and all(n.startswith("127.0.0.1/") for n in nodes)
+    assert len(nodes) == 1 and next(iter(nodes)).startswith("127.0.0.1/")
 
 
 # ------------------------------------------------------------------------------------------------
