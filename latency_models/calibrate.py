@@ -360,6 +360,12 @@ def scale_groups(cands: Sequence[Candidate]) -> dict[str, tuple[str, ...]]:
     return groups
 
 
+def check_profile_name(name: str, flag: str) -> None:
+    """A profile's name (it becomes a file name and a study's ``latency_profile``): one line if unsafe."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise UserError(f"{flag} {name!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
+
+
 def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "host-cpu-litert",
                      heldout: Sequence[str | Path] = ()) -> tuple[DeviceProfile, list[str]]:
     """A user's profile from measurement CSVs and/or ``benchmark_model`` outputs (``mbnas latency calibrate``).
@@ -369,8 +375,7 @@ def calibrate_inputs(device: str, inputs: Sequence[str | Path], base: str = "hos
     class from 12 points on, compute and LayerNorm/GELU from 3, LayerNorm apart from GELU when the
     points can tell them apart, a single factor from 2; ``calibrate_scaled``, leave-one-out error).
     """
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", device):
-        raise UserError(f"--device {device!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
+    check_profile_name(device, "--device")
     for h in heldout:
         if not Path(h).is_file():
             raise UserError(f"--heldout {h}: no such file")

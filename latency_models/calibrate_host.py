@@ -13,9 +13,9 @@ Plan, export, time, fit (the steps of ``calibrate_host``):
   skipped (its time is estimated from the blocks per second seen so far), so a short budget fits
   on fewer models rather than overrunning.
 * **time** (``measure.measure_round_robin``): every exported model together, interleaved over
-  rounds, as many as the budget left allows (up to ``rounds``), after the exports have stopped (a neighbour's load drifts over all models
-  alike). The noise floor of the same run is the difference between the medians of the even and
-  the odd rounds of each model.
+  rounds, as many as the budget left allows (up to ``rounds``), after the exports have stopped (a
+  neighbour's load drifts over all models alike). The noise floor of the same run is the difference
+  between the medians of the even and the odd rounds of each model.
 * **fit**: one cost per op feature (``fit.fit_op_profile``) when there are at least two fit rows a
   feature; fewer (a short ``--minutes``) scale the built-in host profile's op classes instead
   (``calibrate.calibrate_scaled``). Reported: held-out error, held-out latency ratios to MobileBERT
@@ -43,6 +43,7 @@ from latency_models.dataset import (COLUMNS, MEASURE_COLUMNS, RETIME_COLUMNS, ap
 from latency_models.features import FEATURES
 from latency_models.fit import error_stats, fit_op_profile, row_label
 from latency_models.host import fingerprint_key, this_cpu
+from latency_models.measure import measure_round_robin, runtime_versions
 from latency_models.profile import BUILTIN_HOST, DeviceProfile, load_profile
 from search_spaces import load_space
 from search_spaces.candidate import Candidate
@@ -96,8 +97,9 @@ class HostCalibration:
 
     profile: the fitted profile (``error`` holds held-out, ratio and noise figures); csv: its timings;
     exported / reused / skipped / failed: labels of models exported now, found in ``keep_dir``, left
-    out for the time budget, failed to export; rounds: interleaved timing rounds run; heldout / ratio / noise: error statistics (dicts of
-    ``fit.ErrorStats``; ``noise``: the noise floor); seconds: per phase; aim_met: both aims at once.
+    out for the time budget, failed to export; rounds: interleaved timing rounds run; heldout / ratio /
+    noise: error statistics (dicts of ``fit.ErrorStats``; ``noise``: the noise floor); seconds: per
+    phase; aim_met: both aims at once.
     """
 
     profile: DeviceProfile
@@ -127,13 +129,15 @@ class HostCalibration:
                        f"fitted), median |error| {h['median_abs']:.1f}%, worst {h['worst']:+.1f}% ({h['worst_label']})")
         if self.ratio:
             r = self.ratio
-            out.append(f"held-out ratio to {r['anchor']}: {100 * r['within_10']:.0f}% within 10% ({r['n']} architectures), "
-                       f"median |error| {r['median_abs']:.1f}%, worst {r['worst']:+.1f}% ({r['worst_label']})")
+            out.append(f"held-out ratio to {r['anchor']}: {100 * r['within_10']:.0f}% within 10% ({r['n']} "
+                       f"architectures), median |error| {r['median_abs']:.1f}%, worst {r['worst']:+.1f}% "
+                       f"({r['worst_label']})")
         else:
             out.append(f"held-out ratios: not measured ({ANCHOR}, the plan's first model, was not timed in this run)")
         if self.noise:
-            out.append(f"noise floor (even vs odd rounds of the same models): median {self.noise['median_abs_pct']:.1f}%, "
-                       f"p90 {self.noise['p90_abs_pct']:.1f}% over {self.noise['models']} models")
+            n = self.noise
+            out.append(f"noise floor (even vs odd rounds of the same models): median {n['median_abs_pct']:.1f}%, "
+                       f"p90 {n['p90_abs_pct']:.1f}% over {n['models']} models")
         out.append(f"aim ({100 * AIM_SHARE:.0f}% of held-out latencies and of their ratios within 10%): "
                    + ("met" if self.aim_met else "NOT met"))
         return out
@@ -159,23 +163,22 @@ def design(seed: int = 0) -> list[DesignPoint]:
     held += [(c, "space:mobilebert layers 2-4") for c in with_layers(mb.sample(8, 311 + seed), [2, 3, 4], 311 + seed)]
     held += [(c, "space:demo") for c in demo.sample(8, 312 + seed)]
     held += [(bert_like(rng), "bert-like"), (block_like(rng), "block-like")]
-    small = spread([(c, f"{s} (fit)") for c, s in fit] + [(c, f"{s} (held-out)") for c, s in held])
-    deep = [(REFERENCES["mobilebert-tiny"].candidate, "reference:mobilebert-tiny (held-out)")]
-    deep += [(c, "space:mobilebert paper shape (held-out)") for c in mb.sample(2, 313 + seed)]
-    deep.insert(1, (REFERENCES["mobilebert-no-opt"].candidate, "reference:mobilebert-no-opt (fit)"))
+    small = spread([DesignPoint(c, s, "fit") for c, s in fit] + [DesignPoint(c, s, "heldout") for c, s in held],
+                   key=lambda p: (p.source, p.role))
+    deep = [DesignPoint(REFERENCES["mobilebert-tiny"].candidate, "reference:mobilebert-tiny", "heldout"),
+            DesignPoint(REFERENCES["mobilebert-no-opt"].candidate, "reference:mobilebert-no-opt", "fit")]
+    deep += [DesignPoint(c, "space:mobilebert paper shape", "heldout") for c in mb.sample(2, 313 + seed)]
     points = [DesignPoint(REFERENCES[ANCHOR].candidate, f"reference:{ANCHOR}", "heldout")]
     seen = {tflite_name(points[0].candidate)}
-    for c, s in small + deep:
-        if tflite_name(c) not in seen:  # a shape drawn twice is timed once, in its first role
-            seen.add(tflite_name(c))
-            points.append(DesignPoint(c, s.rsplit(" (", 1)[0], "fit" if s.endswith("(fit)") else "heldout"))
+    for p in small + deep:
+        if tflite_name(p.candidate) not in seen:  # a shape drawn twice is timed once, in its first role
+            seen.add(tflite_name(p.candidate))
+            points.append(p)
     return points
 
 
 def default_keep_dir() -> Path:
     """Exported models are the same on every CPU: kept per litert-torch version, reused by every run."""
-    from latency_models.measure import runtime_versions
-
     return cache_dir() / "tflite" / f"litert-torch-{runtime_versions()['litert-torch']}"
 
 
@@ -311,8 +314,6 @@ def calibrate_host(out: Path, export: Exporter, config: HostCalibrationConfig = 
                    method: str = "auto") -> HostCalibration:
     """Plan, export, time and fit (module doc); writes ``out`` (the profile) and ``out`` with the
     suffix ``.csv`` (the timings). ``points``: another plan (tests use a small one)."""
-    from latency_models.measure import measure_round_robin
-
     t0 = time.monotonic()
     deadline = t0 + 60 * config.minutes
     points = list(points or design())

@@ -23,11 +23,11 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from latency_models.host import fingerprint_key, this_cpu
 from latency_models.measure import measure_candidate, measure_round_robin
 from search_spaces import load_space
-from latency_models.host import fingerprint_key, this_cpu
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
 from search_spaces.files import read_user_text
@@ -351,11 +351,12 @@ def host_set(which: str) -> list[tuple[Candidate, str]]:
     raise UserError(f"unknown host set '{which}'; known: train, heldout")
 
 
-def spread(items: list[tuple[Candidate, str]]) -> list[tuple[Candidate, str]]:
-    """Reorder so that every source is spread evenly over the list (a run cut short stays balanced)."""
-    by_source: dict[str, list] = {}
+def spread(items: list, key: Callable[[Any], Any] = lambda it: it[1]) -> list:
+    """Reorder so that every source (``key``: the second of a (candidate, source) pair) is spread
+    evenly over the list (a run cut short stays balanced)."""
+    by_source: dict[Any, list] = {}
     for it in items:
-        by_source.setdefault(it[1], []).append(it)
+        by_source.setdefault(key(it), []).append(it)
     keyed = [((i + 0.5) / len(v), k, it) for k, v in by_source.items() for i, it in enumerate(v)]
     return [it for _, _, it in sorted(keyed, key=lambda t: (t[0], t[1]))]
 

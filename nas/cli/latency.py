@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -221,6 +220,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_calibrate_host(args) -> int:
+    from latency_models.calibrate import check_profile_name
     from latency_models.calibrate_host import HostCalibrationConfig, calibrate_host
     from latency_models.host import host_profile_path
     from nas.tflite import export_candidate
@@ -229,8 +229,8 @@ def cmd_calibrate_host(args) -> int:
         _positive(k, getattr(args, k))
     if not args.minutes > 0:
         raise UserError(f"--minutes must be > 0, got {args.minutes:g}")
-    if args.name and not re.fullmatch(r"[A-Za-z0-9._-]+", args.name):
-        raise UserError(f"--name {args.name!r}: use letters, digits, '.', '_' and '-' (it names the profile)")
+    if args.name:
+        check_profile_name(args.name, "--name")
     out = check_output_file(args.out, "--out", force=args.force)
     if out.suffix == ".csv":
         raise UserError(f"--out {out}: the profile is JSON and its timings go beside it as .csv; give FILE.json")
