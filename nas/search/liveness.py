@@ -72,6 +72,13 @@ def deaths_so_far(trial: Any) -> int:
     return int(trial.user_attrs.get(DEATHS_ATTR, 1 if RETRY_OF_ATTR in trial.user_attrs else 0))
 
 
+def charge_death(trial: Any) -> tuple[int, bool]:
+    """A death of the trial's worker that may be its candidate's doing: the candidate's count with it,
+    and whether that makes two (the trial is then failed, ``KILLED_TWICE``, and not tried again)."""
+    deaths = deaths_so_far(trial) + 1
+    return deaths, deaths >= 2
+
+
 def _worker_alive(worker: dict[str, Any]) -> bool | None:
     """True/False when this machine can tell (same pid namespace), None otherwise."""
     if worker.get("key") != worker_identity()["key"] or "?" in worker.get("key", "?"):
@@ -183,20 +190,18 @@ def recover_interrupted(study, storage, grace_s: float = GRACE_S) -> list[int]:
                 alive = silent < grace_s
         if alive:
             continue
-        before = deaths_so_far(t)
         if worker is not None and _parent_gone(worker):  # its search died, and the worker with it
-            deaths = before
+            deaths = deaths_so_far(t)
             reason = (f"{INTERRUPTED}{who} died with its search process (pid {worker['parent']}), which says "
                       f"nothing against the candidate: it is tried again, completed trials are kept")
-        elif before == 0:
-            deaths = 1
-            reason = (f"{INTERRUPTED}{who} died while this trial ran (last sign of life {silent:.0f} s ago); "
-                      f"the candidate is tried once more, completed trials are kept")
-        else:  # a failure, not an interruption: it counts as a trained trial and is not retried again
-            deaths = before + 1
+        else:
+            deaths, twice = charge_death(t)
+            # twice: a failure, not an interruption: it counts as a trained trial and is not retried again
             reason = (f"{KILLED_TWICE}: {who} died while this retry of trial {t.user_attrs.get(RETRY_OF_ATTR)} ran, "
                       f"as a worker did during an earlier attempt, each time while its search lived; not tried "
-                      f"again (out of memory for this candidate?)")
+                      f"again (out of memory for this candidate?)" if twice else
+                      f"{INTERRUPTED}{who} died while this trial ran (last sign of life {silent:.0f} s ago); "
+                      f"the candidate is tried once more, completed trials are kept")
         try:
             # the reason first: a finished trial's attributes can no longer be written
             trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, t.number))

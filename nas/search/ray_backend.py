@@ -44,7 +44,7 @@ from transformers.utils import logging as hf_logging
 from nas.records import TrialRecord, settle_score_meta
 from nas.runtime import keep_freed_memory
 from nas.search.early_stop import Curve
-from nas.search.liveness import (DEATHS_ATTR, KILLED_TWICE, Liveness, deaths_so_far, next_retry,
+from nas.search.liveness import (DEATHS_ATTR, KILLED_TWICE, Liveness, charge_death, next_retry,
                                 recover_interrupted)
 from nas.search.objective import (
     ErrorStreak, Outcome, Plan, completed_curves, finish_trial, plan_trial, space_exhausted, train_plan,
@@ -163,9 +163,9 @@ class _Driver:
         if not error:
             return Outcome("failed", failure=f"error: the Ray worker training this trial returned no result "
                                              f"(logs under {where})")
-        before = deaths_so_far(ot_trial)  # a Ray worker's death is counted against its candidate: Ray
-        ot_trial.set_user_attr(DEATHS_ATTR, before + 1)  # restarts a lost node's workers, not its driver
-        if before:
+        deaths, twice = charge_death(ot_trial)  # a Ray worker's death is counted against its candidate:
+        ot_trial.set_user_attr(DEATHS_ATTR, deaths)  # Ray restarts a lost node's workers, not its driver
+        if twice:
             return Outcome("failed", failure=f"{KILLED_TWICE}: its Ray worker died while this retry of trial "
                                              f"{ot_trial.user_attrs.get(RETRY_OF_ATTR)} ran, as one did during an "
                                              f"earlier attempt (logs under {where})")
