@@ -26,12 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._report import RESULTS, RunsFile, write_result  # noqa: E402
 
 RUNS = RESULTS / "demo_room-runs.jsonl"
-# name -> (vocabulary, trigram_input)
+# name -> (vocabulary, trigram_input, mean masked span: 1 is BERT's token masking, else SpanBERT's)
 VARIANTS = {
-    "bert-trigram": ("bert-uncased", True),  # the demo until 0.4 (its teacher: docs/FACTS.md section 7)
-    "4k-trigram": ("news-wiki-4k", True),
-    "4k-plain": ("news-wiki-4k", False),
-    "bert-plain": ("bert-uncased", False),
+    "bert-trigram": ("bert-uncased", True, 1),  # the demo until 0.4 (its teacher: docs/FACTS.md section 7)
+    "4k-trigram": ("news-wiki-4k", True, 1),
+    "4k-plain": ("news-wiki-4k", False, 1),
+    "bert-plain": ("bert-uncased", False, 1),
+    "4k-trigram-span3": ("news-wiki-4k", True, 3),
+    "4k-trigram-span5": ("news-wiki-4k", True, 5),  # SpanBERT's p = 0.2
 }
 EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
 
@@ -41,37 +43,47 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
 
     import torch
 
-    from nas.data.corpus import heldout_batches, load_corpus
+    from nas.data.corpus import BERT_MASKING, Masking, heldout_batches, load_corpus
     from nas.mlm import blocks_skipped, evaluate_mlm
     from nas.models import build_masked_lm
     from nas.teacher import pretrain, recipe_for
     from search_spaces import load_space
 
     torch.set_num_threads(1)
-    vocab, trigram = VARIANTS[name]
+    vocab, trigram, mean_span = VARIANTS[name]
+    masking = Masking(mean_span=mean_span)
     space = load_space("demo")
     corpus = load_corpus(vocab=vocab)
     cand = dataclasses.replace(space.teacher, vocab_size=corpus.vocab.size, trigram_input=trigram)
     recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=lr, warmup=200, batch_size=64, seed=seed,
-                                 precision="bf16")
+                                 precision="bf16", masking=masking)
     model = build_masked_lm(cand, seed=seed).train()
-    held = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=EVAL_BATCHES, vocab=corpus.vocab)
+    held = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=EVAL_BATCHES, masking=masking,
+                           vocab=corpus.vocab)
+    # the same model under BERT's token masking too: what a span-trained teacher gives up on it
+    held_bert = held if masking == BERT_MASKING else \
+        heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=EVAL_BATCHES, vocab=corpus.vocab)
     marks, curve, t0 = {steps // 8, steps // 4, steps // 2, 3 * steps // 4, steps}, [], time.time()
 
     def mark(step: int) -> None:
         if step not in marks:
             return
         full = evaluate_mlm(model, held)  # back in training mode afterwards
+        bert = full if held_bert is held else evaluate_mlm(model, held_bert)
         with blocks_skipped(model):
             floor = evaluate_mlm(model, held)
+            bert_floor = floor if held_bert is held else evaluate_mlm(model, held_bert)
         curve.append({"step": step, "minutes": round((time.time() - t0) / 60, 1),
                       "mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
                       "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce,
-                      "n_masked": full.n_masked})
+                      "n_masked": full.n_masked,
+                      "token_masking": {"mlm_accuracy": bert.mlm_accuracy, "heldout_ce": bert.heldout_ce,
+                                        "skipped_mlm_accuracy": bert_floor.mlm_accuracy,
+                                        "skipped_heldout_ce": bert_floor.heldout_ce}})
         print(f"[{name}] step {step}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}", flush=True)
 
     pretrain(model, corpus, cand.seq_len, recipe, "cpu", log=lambda line: None, on_step=mark)
-    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "steps": steps, "lr": lr, "seed": seed,
+    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "masking": masking.label, "steps": steps, "lr": lr, "seed": seed,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
             "n_masked": curve[-1]["n_masked"], "curve": curve}
 

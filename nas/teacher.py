@@ -38,7 +38,7 @@ import torch
 from safetensors import safe_open, SafetensorError
 from safetensors.torch import load_model, save_file
 
-from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
+from nas.data.corpus import BERT_MASKING, Masking, corpus_for, heldout_batches, make_mlm_batches
 from nas.data.sources import cache_dir, sha256_file
 from nas.data.tokenizer import get_vocab
 from nas.device import autocast_for
@@ -77,6 +77,7 @@ class TeacherRecipe:
     eval_batches: int = 40
     seed: int = 0
     precision: str = "auto"
+    masking: Masking = BERT_MASKING  # which tokens become targets (docs/demo.md: why the demo's are spans)
 
 
 # A space file's ``budget.teacher`` overrides these fields (search_spaces/builtin/*.yaml): demo's is the
@@ -212,7 +213,7 @@ def pretrain(model, corpus, seq_len: int, recipe: TeacherRecipe, device: str, lo
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(recipe))
     batches = make_mlm_batches(corpus.train, seq_len, recipe.batch_size,
-                               np.random.default_rng(recipe.seed), vocab=corpus.vocab)
+                               np.random.default_rng(recipe.seed), recipe.masking, vocab=corpus.vocab)
     amp = autocast_for(device, recipe.precision)
     t0, tokens = time.time(), 0
     every = max(1, recipe.steps // 20)

@@ -297,23 +297,54 @@ def _tokenise_split(docs: Iterable[Document], fraction: float, vocab: Vocab) -> 
 # Masked-LM batches
 
 
-def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0.15, *, vocab: Vocab) -> Batch:
-    """Wrap windows in [CLS] ... [SEP] and apply BERT masking.
+@dataclass(frozen=True)
+class Masking:
+    """Which tokens of a window become masked-LM targets.
 
-    Each non-special token is chosen with probability ``mask_prob`` (at least one per row, so a
-    loss always exists); a chosen token becomes [MASK] 80%, a random word piece of ``vocab`` 10%,
-    itself 10%.
+    rate: share of a row's maskable tokens chosen (at least one per row, so a loss always exists).
+    mean_span: 1 is BERT's rule, each token chosen on its own; above 1, SpanBERT's (Joshi et al.
+        2020): contiguous spans whose lengths are geometric with p = 1 / mean_span, at most
+        ``max_span``, until the row's budget is reached. A masked token's neighbours are then
+        mostly masked too, so the embedding layer, which reads each token's two neighbours
+        (MobileBERT's 3-gram input), cannot predict it alone; the blocks must (docs/demo.md).
+    A chosen token (BERT) or span (SpanBERT) becomes [MASK] 80%, random word pieces 10%, itself 10%.
     """
+
+    rate: float = 0.15
+    mean_span: float = 1.0
+    max_span: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate < 1 or self.mean_span < 1 or self.max_span < 1:
+            raise UserError(f"masking: rate must be in (0, 1), mean_span >= 1 and max_span >= 1; got rate {self.rate}, "
+                            f"mean_span {self.mean_span}, max_span {self.max_span}")
+
+    @property
+    def label(self) -> str:
+        """Short and stable: part of what a teacher and a score were made with."""
+        if self.mean_span == 1:
+            return f"token-{self.rate:g}"
+        return f"span-{self.rate:g}-mean{self.mean_span:g}-max{self.max_span}"
+
+
+BERT_MASKING = Masking()
+
+
+def mask_tokens(body: np.ndarray, rng: np.random.Generator, masking: Masking = BERT_MASKING, *, vocab: Vocab) -> Batch:
+    """Wrap windows ``body`` (B, T-2) in [CLS] ... [SEP] and mask them by ``masking``."""
     b = body.shape[0]
     ids = np.concatenate(
         [np.full((b, 1), CLS), body.astype(np.int64), np.full((b, 1), SEP)], axis=1
     )  # (B, T)
     maskable = ~np.isin(ids, SPECIAL_IDS)  # (B, T); document [SEP]s are never targets
-    chosen = maskable & (rng.random(ids.shape) < mask_prob)
-    for row in np.flatnonzero(~chosen.any(axis=1) & maskable.any(axis=1)):
-        chosen[row, rng.choice(np.flatnonzero(maskable[row]))] = True
+    if masking.mean_span == 1:
+        chosen = maskable & (rng.random(ids.shape) < masking.rate)
+        for row in np.flatnonzero(~chosen.any(axis=1) & maskable.any(axis=1)):
+            chosen[row, rng.choice(np.flatnonzero(maskable[row]))] = True
+        roll = rng.random(ids.shape)  # (B, T): one draw per token
+    else:
+        chosen, roll = _choose_spans(maskable, rng, masking)
     labels = np.where(chosen, ids, -100)
-    roll = rng.random(ids.shape)
     random_ids = rng.integers(vocab.first_wordpiece, vocab.size, size=ids.shape)
     ids = np.where(chosen & (roll < 0.8), MASK, ids)
     ids = np.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
@@ -321,8 +352,34 @@ def mask_tokens(body: np.ndarray, rng: np.random.Generator, mask_prob: float = 0
     return Batch(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=torch.from_numpy(labels))
 
 
+def _choose_spans(maskable: np.ndarray, rng: np.random.Generator, masking: Masking) -> tuple[np.ndarray, np.ndarray]:
+    """SpanBERT's choice, row by row: maskable (B, T) -> chosen (B, T) and roll (B, T), one draw per
+    span (a span is replaced, randomised or kept whole). A span's length is cut to the budget left,
+    and a span over special tokens covers only its maskable ones."""
+    chosen = np.zeros_like(maskable)
+    roll = np.ones(maskable.shape)
+    p = 1.0 / masking.mean_span
+    for row in range(maskable.shape[0]):
+        can = np.flatnonzero(maskable[row])
+        if not len(can):
+            continue
+        budget = max(1, round(masking.rate * len(can)))
+        n = 0
+        for _ in range(50 * budget):  # each try adds a token or more unless it lands on chosen ones
+            length = min(int(rng.geometric(p)), masking.max_span, budget - n)
+            start = can[rng.integers(len(can))]
+            span = np.arange(start, min(start + length, maskable.shape[1]))
+            span = span[maskable[row, span] & ~chosen[row, span]]
+            chosen[row, span] = True
+            roll[row, span] = rng.random()
+            n += len(span)
+            if n >= budget:
+                break
+    return chosen, roll
+
+
 def make_mlm_batches(
-    tokens: np.ndarray, seq_len: int, batch_size: int, rng: np.random.Generator, mask_prob: float = 0.15, *,
+    tokens: np.ndarray, seq_len: int, batch_size: int, rng: np.random.Generator, masking: Masking = BERT_MASKING, *,
     vocab: Vocab,
 ) -> Iterator[Batch]:
     """Endless training batches: windows of ``seq_len`` (with [CLS]/[SEP]) at random offsets."""
@@ -330,7 +387,7 @@ def make_mlm_batches(
     while True:
         starts = rng.integers(0, len(tokens) - body_len + 1, size=batch_size)  # (B,)
         body = tokens[starts[:, None] + np.arange(body_len)]  # (B, T-2)
-        yield mask_tokens(body, rng, mask_prob, vocab=vocab)
+        yield mask_tokens(body, rng, masking, vocab=vocab)
 
 
 def heldout_batches(
@@ -339,7 +396,7 @@ def heldout_batches(
     batch_size: int,
     max_batches: int | None = None,
     seed: int = 0,
-    mask_prob: float = 0.15,
+    masking: Masking = BERT_MASKING,
     *,
     vocab: Vocab,
 ) -> list[Batch]:
@@ -355,7 +412,7 @@ def heldout_batches(
     starts = np.linspace(0, len(tokens) // body_len - 1, n_windows).round().astype(np.int64) * body_len
     rng = np.random.default_rng(seed)
     return [
-        mask_tokens(tokens[starts[i : i + batch_size, None] + np.arange(body_len)], rng, mask_prob, vocab=vocab)
+        mask_tokens(tokens[starts[i : i + batch_size, None] + np.arange(body_len)], rng, masking, vocab=vocab)
         for i in range(0, n_windows, batch_size)
     ]
 
