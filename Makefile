@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[all,test]"
-	$(PY) scripts/drop_cuda_only_kernels.py
+	$(PY) scripts/fit_torchao.py
 	@bash scripts/install-system-deps.sh
 	touch $(STAMP)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from nas.data import corpus as corpus_mod
 from nas.data import downstream, sources
-from nas.data.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_IDS, UNK, VOCAB_SIZE, load_tokenizer
+from nas.data.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_IDS, UNK, VOCAB_SIZE, get_vocab, load_tokenizer
 from search_spaces.errors import UserError
 from search_spaces.files import CACHE_ENV
 
@@ -161,6 +162,43 @@ def test_mlm_masking_statistics(corpus):
     kept = (ids[target] == labels[target]).mean()
     assert as_mask == pytest.approx(0.8, abs=0.02) and kept == pytest.approx(0.1, abs=0.015)
     assert (ids[target & (ids != MASK)] >= 999).all()  # random replacements are real word pieces
+
+
+@pytest.mark.parametrize("mean_span", [3, 5])
+def test_span_masking(corpus, mean_span):
+    masking = corpus_mod.Masking(mean_span=mean_span)
+    batch = next(corpus_mod.make_mlm_batches(corpus.train, seq_len=128, batch_size=256, rng=np.random.default_rng(0),
+                                             masking=masking, vocab=corpus.vocab))
+    ids, labels = batch.input_ids.numpy(), batch.labels.numpy()
+    target = labels != -100
+    maskable = ~np.isin(np.where(target, labels, ids), SPECIAL_IDS)
+    assert not (target & ~maskable).any()
+    # each row gets exactly its budget of targets
+    assert (target.sum(1) == np.maximum(1, np.round(0.15 * maskable.sum(1)))).all()
+    # spans: most targets have a target beside them (independent tokens: about 15%), and a span's
+    # tokens share one fate (masked, randomised or kept), so the 80/10/10 split holds per target
+    beside = (target[:, 1:-1] & (target[:, :-2] | target[:, 2:]))[target[:, 1:-1]].mean()
+    assert beside > 0.6
+    inside = target[:, 1:-1] & target[:, :-2] & target[:, 2:]
+    assert inside.mean() > (0.03 if mean_span == 3 else 0.06)
+    as_mask = (ids[target] == MASK).mean()
+    assert as_mask == pytest.approx(0.8, abs=0.05)
+
+
+def test_token_masking_unchanged():
+    """The committed ground truth and teachers were made with BERT's token rule as it drew its random
+    numbers before span masking existed (digest taken from that code): a change must be deliberate."""
+    vocab = get_vocab("news-wiki-4k")
+    body = (np.arange(62 * 8) * 7919 % 3000 + 1000).reshape(8, 62).astype(np.uint16)
+    b = corpus_mod.mask_tokens(body, np.random.default_rng(1), vocab=vocab)
+    digest = hashlib.sha256(b.input_ids.numpy().tobytes() + b.labels.numpy().tobytes()).hexdigest()
+    assert digest[:16] == "be55becd734e3e94"
+
+
+@pytest.mark.parametrize("bad", [dict(rate=0), dict(rate=1.5), dict(mean_span=0.5), dict(max_span=0)])
+def test_masking_refuses_bad_settings(bad):
+    with pytest.raises(UserError, match="masking: rate must be in"):
+        corpus_mod.Masking(**bad)
 
 
 def test_heldout_batches_fixed(corpus):
