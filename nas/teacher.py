@@ -38,7 +38,7 @@ import torch
 from safetensors import safe_open, SafetensorError
 from safetensors.torch import load_model, save_file
 
-from nas.data.corpus import BERT_MASKING, Masking, corpus_for, heldout_batches, make_mlm_batches
+from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
 from nas.data.sources import cache_dir, sha256_file
 from nas.data.tokenizer import get_vocab
 from nas.device import autocast_for
@@ -47,6 +47,7 @@ from nas.models import build_masked_lm
 from search_spaces.arch import load_json, resolve_arch
 from search_spaces.candidate import Candidate
 from search_spaces.errors import UserError
+from search_spaces.masking import BERT_MASKING, Masking, masked_with, masking_from
 from search_spaces.vocab import BERT_VOCAB, VOCABS
 
 if TYPE_CHECKING:
@@ -88,7 +89,18 @@ DEFAULT_RECIPE = TeacherRecipe(steps=5000, batch_size=64, lr=1e-3, warmup=500)
 
 def recipe_for(space) -> TeacherRecipe:
     """The space file's ``budget.teacher`` over ``DEFAULT_RECIPE``."""
-    return replace(DEFAULT_RECIPE, **space.teacher_budget)
+    return replace(DEFAULT_RECIPE, **{**space.teacher_budget, "masking": space_masking(space)})
+
+
+def space_masking(space) -> Masking:
+    """The masking a space's teacher is pre-trained with (``budget.teacher.masking``, else BERT's)."""
+    return masking_from(space.teacher_budget.get("masking"))
+
+
+def teacher_masking(meta: dict[str, Any]) -> Masking:
+    """What a stored teacher was pre-trained with: its recipe's masking; BERT's for a teacher from
+    before masking was choosable."""
+    return masking_from(meta.get("recipe", {}).get("masking"))
 
 
 @dataclass
@@ -103,6 +115,11 @@ class Teacher:
     # checked when loaded (``teacher_vocab``): students inherit the teacher's embeddings and output
     # layer, so their text is tokenised with it, and an export ships it
     vocab: Vocab
+
+    @property
+    def masking(self) -> Masking:
+        """Its pre-training's masking: its students' transfer batches and held-out scores use it too."""
+        return teacher_masking(self.meta)
 
 
 def teacher_vocab(path: Path, meta: dict[str, Any]):
@@ -127,6 +144,12 @@ def _vocab_fits(space, meta: dict[str, Any]) -> bool:
         return space.vocab == BERT_VOCAB
 
     return meta["vocab_sha256"] == get_vocab(space.vocab).sha256
+
+
+def _masking_fits(space, meta: dict[str, Any]) -> bool:
+    """Whether a stored teacher was pre-trained with the space's masking; an imported teacher's
+    pre-training is not known, so it fits any."""
+    return "imported_from" in meta or teacher_masking(meta) == space_masking(space)
 
 
 def teachers_dir() -> Path:
@@ -155,17 +178,18 @@ def data_note(teacher: Teacher, corpus) -> str | None:
 
 
 def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: str,
-                    log: Callable[[str], None]) -> dict[str, Any]:
+                    log: Callable[[str], None], masking: Masking = BERT_MASKING) -> dict[str, Any]:
     """Score ``model`` on ``corpus``'s fixed held-out batches and log it: the ``heldout`` entry of
     teacher.json, naming its data."""
-    batches = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches, vocab=corpus.vocab)
+    batches = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches, masking=masking,
+                              vocab=corpus.vocab)
     scores = evaluate_mlm(model, batches, device=device)
     with blocks_skipped(model):
         floor = evaluate_mlm(model, batches, device=device)
     log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
         f"({scores.n_masked:,} masked positions); with its blocks skipped {floor.mlm_accuracy:.2%}, "
         f"{floor.heldout_ce:.3f}")
-    return {**scores.as_dict(), "data": f"held-out split: {corpus.shown}",
+    return {**scores.as_dict(), "data": f"held-out split: {corpus.shown}{masked_with(masking)}",
             "blocks_skipped": {"mlm_accuracy": floor.mlm_accuracy, "heldout_ce": floor.heldout_ce}}
 
 
@@ -195,7 +219,7 @@ def train_teacher(space, recipe: TeacherRecipe | None = None, device: str = "cpu
         "space": space.name, "candidate": cand.to_dict(), "recipe": asdict(recipe), "device": device,
         "threads": torch.get_num_threads(), "tokens_seen": tokens, "seconds": round(seconds, 1),
         "data_hash": corpus.data_hash, "data": corpus.shown, **_vocab_meta(corpus.vocab),
-        "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log),
+        "heldout": _heldout_record(model, corpus, cand, recipe.eval_batches, device, log, recipe.masking),
         **_provenance(command), "torch": torch.__version__,
     }
     return save_teacher(model, cand, meta, out)
@@ -417,7 +441,8 @@ def find_teacher(space) -> Path | None:
     """The newest cached teacher for this space's shape, else the built-in one shipped with the package."""
     want = space.teacher.replace(name=None)
     found = [(root == teachers_dir(), meta.get("created", ""), folder)
-             for root, folder, meta, cand in _stored_teachers() if cand == want and _vocab_fits(space, meta)]
+             for root, folder, meta, cand in _stored_teachers()
+             if cand == want and _vocab_fits(space, meta) and _masking_fits(space, meta)]
     if not found:
         return None
     return max(found)[2]  # a user's own teacher wins over the shipped one; newest first
@@ -437,10 +462,16 @@ def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> 
             raise UserError(f"{path}: teacher {t.hash} reads {t.vocab.label}, space '{space.name}' is in vocab "
                             f"{space.vocab}: its ids would mean other word pieces; train one with 'mbnas teacher "
                             f"train --space {space.ref}'")
+        if not _masking_fits(space, t.meta):
+            raise UserError(f"{path}: teacher {t.hash} was pre-trained with {t.masking.shown}, space '{space.name}' "
+                            f"asks for {space_masking(space).shown} (budget.teacher.masking); train one with "
+                            f"'mbnas teacher train --space {space.ref}'")
         return t
     found = find_teacher(space)
     if found is None:
         vocab = "" if space.vocab == BERT_VOCAB else f" and vocab {space.vocab}"
+        if space_masking(space) != BERT_MASKING:
+            vocab += f", pre-trained with {space_masking(space).shown}"
         raise UserError(f"no teacher of shape {space.teacher.label}{vocab} (space '{space.name}''s teacher block, "
                         f"{space.source}): run 'mbnas teacher train --space {space.ref}' "
                         f"(or pass --teacher DIR){_other_shapes(space)}")

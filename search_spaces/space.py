@@ -34,6 +34,8 @@ A space file is YAML (``yaml.safe_load`` only)::
     budget:                 # optional: how much training each candidate and the teacher get
       distill: {layer_steps: 60, pd_steps: 150, batch_size: 32, eval_batches: 20}
       teacher: {steps: 5000, batch_size: 64, lr: 0.003, warmup: 200}
+      # teacher.masking (optional; default BERT's 15% token by token): {rate, mean_span, max_span},
+      # the teacher's masked-LM targets and those of its students' transfer and held-out scores
 
 The budget belongs to the file, not to the space's name: a copy of a built-in space trains as the
 built-in does, and a file without one gets the defaults (``DistillSettings``, ``DEFAULT_RECIPE``).
@@ -56,6 +58,7 @@ import yaml
 from search_spaces.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
 from search_spaces.errors import UserError
 from search_spaces.files import builtin_names, builtin_or_file, read_user_text
+from search_spaces.masking import masking_from
 from search_spaces.ops import count, mha_params_per_block
 from search_spaces.vocab import BERT_VOCAB, VOCABS, vocab_size_of
 
@@ -358,11 +361,17 @@ def _budget(source: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     for part, ints, rates in (("distill", DISTILL_BUDGET_INTS, DISTILL_BUDGET_RATES),
                               ("teacher", TEACHER_BUDGET_INTS, TEACHER_BUDGET_RATES)):
         choices = TEACHER_BUDGET_CHOICES if part == "teacher" else {}
-        given = _mapping(source, f"budget.{part}", raw.get(part) or {}, ints + rates + tuple(choices))
+        extra = ("masking",) if part == "teacher" else ()
+        given = _mapping(source, f"budget.{part}", raw.get(part) or {}, ints + rates + tuple(choices) + extra)
         checked: dict[str, Any] = {}
         for k, v in given.items():
             where = f"budget.{part}.{k}"
-            if k in choices:
+            if k == "masking":  # kept as a plain mapping: the study records the budget as JSON
+                try:
+                    checked[k] = masking_from(v).to_dict()
+                except UserError as exc:
+                    raise _err(source, where, str(exc)) from None
+            elif k in choices:
                 if v not in choices[k]:
                     raise _err(source, where, f"{v!r} is not allowed; allowed: {list(choices[k])}")
                 checked[k] = v

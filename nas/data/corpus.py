@@ -30,6 +30,7 @@ from nas.data.sources import cache_dir, fetch, get_source
 from nas.data.tokenizer import BERT_VOCAB, CLS, MASK, SEP, SPECIAL_IDS, Batch, Vocab, get_vocab, load_tokenizer
 from search_spaces.errors import UserError
 from search_spaces.files import first_few
+from search_spaces.masking import BERT_MASKING, Masking
 
 # Bump when cleaning or stream layout changes: it is part of the cache key.
 CLEANING_VERSION = 2
@@ -295,39 +296,6 @@ def _tokenise_split(docs: Iterable[Document], fraction: float, vocab: Vocab) -> 
 
 # --------------------------------------------------------------------------------------------
 # Masked-LM batches
-
-
-@dataclass(frozen=True)
-class Masking:
-    """Which tokens of a window become masked-LM targets.
-
-    rate: share of a row's maskable tokens chosen (at least one per row, so a loss always exists).
-    mean_span: 1 is BERT's rule, each token chosen on its own; above 1, SpanBERT's (Joshi et al.
-        2020): contiguous spans whose lengths are geometric with p = 1 / mean_span, at most
-        ``max_span``, until the row's budget is reached. A masked token's neighbours are then
-        mostly masked too, so the embedding layer, which reads each token's two neighbours
-        (MobileBERT's 3-gram input), cannot predict it alone; the blocks must (docs/demo.md).
-    A chosen token (BERT) or span (SpanBERT) becomes [MASK] 80%, random word pieces 10%, itself 10%.
-    """
-
-    rate: float = 0.15
-    mean_span: float = 1.0
-    max_span: int = 10
-
-    def __post_init__(self) -> None:
-        if not 0 < self.rate < 1 or self.mean_span < 1 or self.max_span < 1:
-            raise UserError(f"masking: rate must be in (0, 1), mean_span >= 1 and max_span >= 1; got rate {self.rate}, "
-                            f"mean_span {self.mean_span}, max_span {self.max_span}")
-
-    @property
-    def label(self) -> str:
-        """Short and stable: part of what a teacher and a score were made with."""
-        if self.mean_span == 1:
-            return f"token-{self.rate:g}"
-        return f"span-{self.rate:g}-mean{self.mean_span:g}-max{self.max_span}"
-
-
-BERT_MASKING = Masking()
 
 
 def mask_tokens(body: np.ndarray, rng: np.random.Generator, masking: Masking = BERT_MASKING, *, vocab: Vocab) -> Batch:

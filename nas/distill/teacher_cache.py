@@ -26,15 +26,18 @@ import torch
 from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
 from nas.data.tokenizer import Batch, Vocab
 from search_spaces.errors import UserError
+from search_spaces.masking import BERT_MASKING, Masking, masked_with
 
 
 class TransferStream:
     """``stream[i]``: masked batch ``i`` (B, T); batches ``i`` and ``i + len(stream)`` are the same
     (``len`` = steps of the longest stage plan, or the fixed pool's size)."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, size: int, vocab: Vocab) -> None:
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, size: int, vocab: Vocab,
+                 masking: Masking = BERT_MASKING) -> None:
         self.tokens, self.seq_len, self.batch_size, self.seed, self.size = tokens, seq_len, batch_size, seed, size
         self.vocab = vocab  # the tokens' vocabulary: masking draws random replacements from its pieces
+        self.masking = masking  # the teacher's pre-training masking
         self._last: tuple[int, Batch] | None = None
 
     def __len__(self) -> int:
@@ -44,7 +47,8 @@ class TransferStream:
         i %= self.size
         if self._last is None or self._last[0] != i:  # a step reads its batch more than once
             rng = np.random.default_rng([10_000 + self.seed, i])  # random access: no state carried between batches
-            self._last = (i, next(make_mlm_batches(self.tokens, self.seq_len, self.batch_size, rng, vocab=self.vocab)))
+            self._last = (i, next(make_mlm_batches(self.tokens, self.seq_len, self.batch_size, rng, self.masking,
+                                                   vocab=self.vocab)))
         return self._last[1]
 
 
@@ -188,8 +192,11 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     if key in _CACHE:
         return _CACHE[key]
     seq = tc.seq_len
-    transfer = TransferStream(corpus.train, seq, settings.batch_size, settings.seed, size, corpus.vocab)
-    heldout = heldout_batches(corpus.heldout, seq, 32, max_batches=settings.eval_batches, vocab=corpus.vocab)
+    # the teacher's own masking: its students are taught and scored on the task it learnt
+    transfer = TransferStream(corpus.train, seq, settings.batch_size, settings.seed, size, corpus.vocab,
+                              teacher.masking)
+    heldout = heldout_batches(corpus.heldout, seq, 32, max_batches=settings.eval_batches, masking=teacher.masking,
+                              vocab=corpus.vocab)
     model = teacher.model.to(settings.device).eval()
     outputs = TeacherOutputs(model, transfer, settings.device, budget,
                              # batch i is the same for every stream length and pool size (TransferStream)
@@ -206,7 +213,7 @@ def teacher_cache(teacher, settings, corpus=None) -> TeacherCache:
     masked = sum(int((b.labels != -100).sum()) for b in heldout)
     # the scores read these windows only (eval_batches caps them), so the data says how many
     data = (f"held-out split: {corpus.shown}; scored on {windows:,} windows of {seq} tokens spread over it, "
-            f"{masked:,} masked positions")
+            f"{masked:,} masked positions{masked_with(teacher.masking)}")
     cache = TeacherCache(transfer, outputs, heldout, heldout_hidden, data=data, data_hash=corpus.data_hash)
     _CACHE.clear()  # one teacher per process at a time: free the previous one
     _CACHE[key] = cache

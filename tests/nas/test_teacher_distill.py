@@ -707,3 +707,42 @@ def test_rescaled_block_fidelity_ignores_each_tokens_scale():
     assert torch.allclose(m, t, atol=1e-5)
     assert feature_correlation(m - x, t - x).item() == pytest.approx(1.0, abs=1e-5)
     assert feature_correlation(s - x, t - x).item() < 0.99
+
+
+def test_a_span_masked_teacher_teaches_and_scores_on_spans(smoke_teacher_dir, tmp_path, monkeypatch):
+    """A space whose teacher is pre-trained with span masking (budget.teacher.masking): the teacher
+    records it, only a teacher pre-trained so is found or accepted for it (and it only for such a
+    space), and its students' transfer batches and held-out scores are span-masked and say so."""
+    from pathlib import Path
+
+    import numpy as np
+    import yaml
+
+    from nas.distill import DistillSettings, distill_candidate
+    from nas.distill.teacher_cache import teacher_cache
+    from nas.teacher import describe, find_teacher, load_teacher, recipe_for, train_teacher
+
+    raw = yaml.safe_load(Path(load_space("smoke").source).read_text())
+    raw["budget"]["teacher"]["masking"] = {"mean_span": 3}
+    (tmp_path / "span.yaml").write_text(yaml.safe_dump(raw))
+    space = load_space(tmp_path / "span.yaml")
+    monkeypatch.setattr("nas.teacher.teachers_dir", lambda: tmp_path / "teachers")
+    assert find_teacher(space) is None  # the shipped and test teachers were token-masked
+    t = train_teacher(space, recipe_for(space), log=lambda s: None, command="mbnas teacher train --space span.yaml")
+    assert t.masking.mean_span == 3 and t.meta["recipe"]["masking"]["mean_span"] == 3
+    assert "spans of mean length 3" in t.meta["heldout"]["data"] and "spans" in describe(t)
+    assert find_teacher(space) == t.path
+    with pytest.raises(UserError, match="pre-trained with 15% of tokens masked one by one .* asks for 15% of tokens "
+                                        "masked in spans"):
+        load_teacher(space, path=smoke_teacher_dir)
+    with pytest.raises(UserError, match="pre-trained with 15% of tokens masked in spans"):
+        load_teacher(load_space("smoke"), path=t.path)
+
+    s = DistillSettings.for_space(space).replace(layer_steps=2, pd_steps=2)
+    cache = teacher_cache(t, s)
+    for batch in (cache.transfer[0], cache.heldout[0]):
+        target = batch.labels.numpy() != -100
+        beside = (target[:, 1:-1] & (target[:, :-2] | target[:, 2:]))[target[:, 1:-1]].mean()
+        assert beside > 0.5  # spans: token by token it is about the rate, 0.15
+    result = distill_candidate(space.sample(1, seed=0)[0], t, s)
+    assert "spans of mean length 3" in result.heldout_data and "spans of mean length 3" in result.score_data
