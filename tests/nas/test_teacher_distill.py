@@ -715,7 +715,6 @@ def test_a_span_masked_teacher_teaches_and_scores_on_spans(smoke_teacher_dir, tm
     space), and its students' transfer batches and held-out scores are span-masked and say so."""
     from pathlib import Path
 
-    import numpy as np
     import yaml
 
     from nas.distill import DistillSettings, distill_candidate
