@@ -56,8 +56,10 @@ def score_validity(name: str) -> str:
         return "not yet validated against a ground truth: README 'Scores'"
     aim = v.get("aim_tau")
     short = f", below the {aim:g} aimed for" if aim is not None and tau < aim else ""
-    return (f"Kendall tau {tau:.2f}{short} against the {v['space']} space's ground truth over {v['n_candidates']} "
-            f"candidates, {v['source']}")
+    # the teacher too: a ground truth holds for the teacher its candidates were trained from
+    teacher = f" (teacher {v['teacher']})" if v.get("teacher") else ""
+    return (f"Kendall tau {tau:.2f}{short} against the {v['space']} space's ground truth{teacher} over "
+            f"{v['n_candidates']} candidates, {v['source']}")
 _PREFIX = "mbnas."
 # The whole StudyMeta in one attribute: one storage write, so a worker that opens the study while
 # another creates it sees all of the settings or none (one attribute per field let a second worker
