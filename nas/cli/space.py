@@ -73,7 +73,8 @@ def cmd_show(args) -> int:
           f"{d.eval_batches} held-out batches; downstream: {d.downstream_steps} fine-tune steps, "
           f"{d.downstream_eval} dev sentences")
     print(f"teacher pre-training ({given(space.teacher_budget)}): {r.steps} steps x batch {r.batch_size}, lr "
-          f"{r.lr:g}, warm-up {r.warmup}, precision {r.precision}, {r.eval_batches} held-out batches")
+          f"{r.lr:g}, warm-up {r.warmup}, precision {r.precision}, {r.eval_batches} held-out batches; "
+          f"{r.masking.shown}")
     return 0
 
 
