@@ -2,12 +2,13 @@
 (the part a search changes) provide, for candidate demo designs, measured before choosing one.
 
     python benchmarks/demo_room.py [--steps 3000] [--lr 3e-3] [--jobs 2] [--variants 4k-trigram 4k-plain]
+    python benchmarks/demo_room.py --steps 6000 --variants 4k-trigram-span3 4k-trigram-span5
     python benchmarks/demo_room.py --report
 
 Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
 sequence 64, batch 64, AdamW peak --lr, 200-step warm-up then linear decay, bf16 autocast, one thread:
 ``nas.teacher.pretrain``, the teacher's own loop),
-changing only the vocabulary and the embedding, and scores it along the way on the held-out split:
+changing only the vocabulary, the embedding and the masking, and scores it along the way on the held-out split:
 the teacher itself, and the same model with its blocks skipped (the MLM head on the embeddings).
 ``room`` is the difference: what the blocks add. Points before the last are mid-schedule (the rate
 has not decayed yet). One line per variant in ``benchmarks/results/demo_room-runs.jsonl``.
@@ -92,23 +93,50 @@ def _job(args: tuple[str, int, float]) -> dict:
     return train_variant(*args)
 
 
+def shipped_teacher() -> str:
+    """The demo's committed teacher as the reference row: the 4k-trigram variant at 6,000 steps,
+    trained by 'mbnas teacher train' on two threads."""
+    import json
+
+    from nas.teacher import ASSET_DIR
+
+    lines = []
+    for meta_path in sorted(ASSET_DIR.glob("demo-*/teacher.json")):
+        meta = json.loads(meta_path.read_text())
+        h, f = meta["heldout"], meta["heldout"]["blocks_skipped"]
+        lines.append(f"Reference: the shipped demo teacher {meta['hash']} ({meta['recipe']['steps']} steps, "
+                     f"{meta.get('vocab')}, token masking, lr {meta['recipe']['lr']:g}, {meta['threads']} threads): "
+                     f"{h['mlm_accuracy']:.2%} / blocks skipped {f['mlm_accuracy']:.2%}, room "
+                     f"{100 * (h['mlm_accuracy'] - f['mlm_accuracy']):.1f} points, "
+                     f"{f['heldout_ce'] - h['heldout_ce']:.3f} nats.\n\n")
+    return "".join(lines)
+
+
 def report(store: RunsFile) -> str:
-    rows = ["| variant | vocabulary | trigram input | peak lr | step | minutes | MLM acc | CE | blocks skipped: acc | CE | "
-            "room (acc points) | room (CE) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| variant | vocabulary | trigram input | masking | peak lr | step | minutes | MLM acc | CE | "
+            "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3))):
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
-            rows.append(f"| {rec['variant']} | {rec['vocab']} | {rec['trigram_input']} | {rec.get('lr', 3e-3):g} | "
+            tok = p.get("token_masking")  # runs before span masking had only token masking
+            on_tokens = "(same)" if tok is None or rec.get("masking", "token-0.15") == "token-0.15" else (
+                f"{tok['mlm_accuracy']:.2%} / {tok['skipped_mlm_accuracy']:.2%} / "
+                f"{100 * (tok['mlm_accuracy'] - tok['skipped_mlm_accuracy']):.1f}")
+            rows.append(f"| {rec['variant']} | {rec['vocab']} | {rec['trigram_input']} | "
+                        f"{rec.get('masking', 'token-0.15')} | {rec.get('lr', 3e-3):g} | "
                         f"{mark}{p['step']}{mark} | "
                         f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
                         f"{mark}{100 * (p['mlm_accuracy'] - p['skipped_mlm_accuracy']):.1f}{mark} | "
-                        f"{p['skipped_heldout_ce'] - p['heldout_ce']:.3f} |")
+                        f"{p['skipped_heldout_ce'] - p['heldout_ce']:.3f} | {on_tokens} |")
     data = {r["data"] for r in store.done.values()}
-    return ("Held-out masked-token accuracy and cross-entropy of a demo-shaped teacher, and of the same model with "
-            "its blocks skipped (MLM head on the embeddings); room = what the blocks add. Bold: the end of the "
-            "schedule; earlier rows are mid-schedule. One seed, one thread each, bf16 autocast.\n\n"
+    return (shipped_teacher() + "Held-out masked-token accuracy and cross-entropy of a demo-shaped teacher, and of the same model with "
+            "its blocks skipped (MLM head on the embeddings); room = what the blocks add, on held-out text masked "
+            "as the run was trained (masking: token-RATE is BERT's rule, span-RATE-meanM-maxK SpanBERT's); the last "
+            "column scores the same model on BERT's token masking. Bold: the end of the schedule; earlier rows are "
+            "mid-schedule. One seed, one thread each, bf16 autocast.\n\n"
             + "\n".join(rows) + "\n\nHeld-out data: " + "; ".join(sorted(data)) + "\n")
 
 
