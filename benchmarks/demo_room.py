@@ -2,7 +2,7 @@
 (the part a search changes) provide, for candidate demo designs, measured before choosing one.
 
     python benchmarks/demo_room.py [--steps 3000] [--lr 3e-3] [--jobs 2] [--variants 4k-trigram 4k-plain]
-    python benchmarks/demo_room.py --steps 6000 --variants 4k-trigram-span3 4k-trigram-span5
+    python benchmarks/demo_room.py --steps 6000 --variants 4k-trigram-span3 4k-trigram-span5 [--seeds 0 1 2]
     python benchmarks/demo_room.py --report
 
 Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
@@ -89,7 +89,7 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
             "n_masked": curve[-1]["n_masked"], "curve": curve}
 
 
-def _job(args: tuple[str, int, float]) -> dict:
+def _job(args: tuple[str, int, float, int]) -> dict:
     return train_variant(*args)
 
 
@@ -113,10 +113,10 @@ def shipped_teacher() -> str:
 
 
 def report(store: RunsFile) -> str:
-    rows = ["| variant | vocabulary | trigram input | masking | peak lr | step | minutes | MLM acc | CE | "
+    rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | step | minutes | MLM acc | CE | "
             "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3))):
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3), r["seed"])):
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
@@ -124,7 +124,7 @@ def report(store: RunsFile) -> str:
             on_tokens = "(same)" if tok is None or rec.get("masking", "token-0.15") == "token-0.15" else (
                 f"{tok['mlm_accuracy']:.2%} / {tok['skipped_mlm_accuracy']:.2%} / "
                 f"{100 * (tok['mlm_accuracy'] - tok['skipped_mlm_accuracy']):.1f}")
-            rows.append(f"| {rec['variant']} | {rec['vocab']} | {rec['trigram_input']} | "
+            rows.append(f"| {rec['variant']} | {rec['seed']} | {rec['vocab']} | {rec['trigram_input']} | "
                         f"{rec.get('masking', 'token-0.15')} | {rec.get('lr', 3e-3):g} | "
                         f"{mark}{p['step']}{mark} | "
                         f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
@@ -136,7 +136,7 @@ def report(store: RunsFile) -> str:
             "its blocks skipped (MLM head on the embeddings); room = what the blocks add, on held-out text masked "
             "as the run was trained (masking: token-RATE is BERT's rule, span-RATE-meanM-maxK SpanBERT's); the last "
             "column scores the same model on BERT's token masking. Bold: the end of the schedule; earlier rows are "
-            "mid-schedule. One seed, one thread each, bf16 autocast.\n\n"
+            "mid-schedule. One thread each, bf16 autocast.\n\n"
             + "\n".join(rows) + "\n\nHeld-out data: " + "; ".join(sorted(data)) + "\n")
 
 
@@ -145,16 +145,21 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak rate (default 3e-3, the demo teacher's)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="model and data seeds (span masking at lr 3e-3 trained in one run and not in another)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["4k-trigram", "4k-plain"])
     p.add_argument("--report", action="store_true", help="the table from the runs so far")
     args = p.parse_args()
     store = RunsFile(RUNS, code="demo-room-1")
     if not args.report:
-        done = {(r["variant"], r["steps"], r.get("lr", 3e-3)) for r in store.done.values()}  # first runs had no lr
-        todo = [(v, args.steps, args.lr) for v in args.variants if (v, args.steps, args.lr) not in done]
+        done = {(r["variant"], r["steps"], r.get("lr", 3e-3), r.get("seed", 0))  # first runs had no lr
+                for r in store.done.values()}
+        todo = [(v, args.steps, args.lr, seed) for seed in args.seeds for v in args.variants
+                if (v, args.steps, args.lr, seed) not in done]
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
             for rec in pool.imap_unordered(_job, todo):
-                store.add(RunsFile.key(rec["variant"], rec["steps"], rec["lr"]), rec, lock=True)
+                seed = (rec["seed"],) if rec["seed"] else ()  # seed 0's key as before seeds were choosable
+                store.add(RunsFile.key(rec["variant"], rec["steps"], rec["lr"], *seed), rec, lock=True)
     write_result("demo_room", "Room for quality in demo designs (what the teacher's blocks add)", report(store))
     return 0
 
