@@ -113,6 +113,8 @@ def shipped_teacher() -> str:
 
 
 def report(store: RunsFile) -> str:
+    from search_spaces.masking import BERT_MASKING
+
     rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | step | minutes | MLM acc | CE | "
             "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -121,11 +123,11 @@ def report(store: RunsFile) -> str:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
             tok = p.get("token_masking")  # runs before span masking had only token masking
-            on_tokens = "(same)" if tok is None or rec.get("masking", "token-0.15") == "token-0.15" else (
+            on_tokens = "(same)" if tok is None or rec.get("masking", BERT_MASKING.label) == BERT_MASKING.label else (
                 f"{tok['mlm_accuracy']:.2%} / {tok['skipped_mlm_accuracy']:.2%} / "
                 f"{100 * (tok['mlm_accuracy'] - tok['skipped_mlm_accuracy']):.1f}")
             rows.append(f"| {rec['variant']} | {rec['seed']} | {rec['vocab']} | {rec['trigram_input']} | "
-                        f"{rec.get('masking', 'token-0.15')} | {rec.get('lr', 3e-3):g} | "
+                        f"{rec.get('masking', BERT_MASKING.label)} | {rec.get('lr', 3e-3):g} | "
                         f"{mark}{p['step']}{mark} | "
                         f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "

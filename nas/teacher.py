@@ -89,12 +89,7 @@ DEFAULT_RECIPE = TeacherRecipe(steps=5000, batch_size=64, lr=1e-3, warmup=500)
 
 def recipe_for(space) -> TeacherRecipe:
     """The space file's ``budget.teacher`` over ``DEFAULT_RECIPE``."""
-    return replace(DEFAULT_RECIPE, **{**space.teacher_budget, "masking": space_masking(space)})
-
-
-def space_masking(space) -> Masking:
-    """The masking a space's teacher is pre-trained with (``budget.teacher.masking``, else BERT's)."""
-    return masking_from(space.teacher_budget.get("masking"))
+    return replace(DEFAULT_RECIPE, **{**space.teacher_budget, "masking": space.masking})
 
 
 def teacher_masking(meta: dict[str, Any]) -> Masking:
@@ -149,7 +144,7 @@ def _vocab_fits(space, meta: dict[str, Any]) -> bool:
 def _masking_fits(space, meta: dict[str, Any]) -> bool:
     """Whether a stored teacher was pre-trained with the space's masking; an imported teacher's
     pre-training is not known, so it fits any."""
-    return "imported_from" in meta or teacher_masking(meta) == space_masking(space)
+    return "imported_from" in meta or teacher_masking(meta) == space.masking
 
 
 def teachers_dir() -> Path:
@@ -464,15 +459,15 @@ def load_teacher(space, device: str = "cpu", path: str | Path | None = None) -> 
                             f"train --space {space.ref}'")
         if not _masking_fits(space, t.meta):
             raise UserError(f"{path}: teacher {t.hash} was pre-trained with {t.masking.shown}, space '{space.name}' "
-                            f"asks for {space_masking(space).shown} (budget.teacher.masking); train one with "
+                            f"asks for {space.masking.shown} (budget.teacher.masking); train one with "
                             f"'mbnas teacher train --space {space.ref}'")
         return t
     found = find_teacher(space)
     if found is None:
-        vocab = "" if space.vocab == BERT_VOCAB else f" and vocab {space.vocab}"
-        if space_masking(space) != BERT_MASKING:
-            vocab += f", pre-trained with {space_masking(space).shown}"
-        raise UserError(f"no teacher of shape {space.teacher.label}{vocab} (space '{space.name}''s teacher block, "
+        wanted = "" if space.vocab == BERT_VOCAB else f" and vocab {space.vocab}"
+        if space.masking != BERT_MASKING:
+            wanted += f", pre-trained with {space.masking.shown}"
+        raise UserError(f"no teacher of shape {space.teacher.label}{wanted} (space '{space.name}''s teacher block, "
                         f"{space.source}): run 'mbnas teacher train --space {space.ref}' "
                         f"(or pass --teacher DIR){_other_shapes(space)}")
     return load_teacher_dir(found, device, expect=space.teacher)

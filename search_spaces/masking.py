@@ -4,13 +4,10 @@ held-out score of a search on that teacher. ``nas.data.corpus.mask_tokens`` appl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from search_spaces.errors import UserError
-
-FIELDS = ("rate", "mean_span", "max_span")
-
 
 @dataclass(frozen=True)
 class Masking:
@@ -49,7 +46,7 @@ class Masking:
         return f"{self.rate:.0%} of tokens masked in spans of mean length {self.mean_span:g} (SpanBERT)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rate": self.rate, "mean_span": self.mean_span, "max_span": self.max_span}
+        return asdict(self)
 
 
 BERT_MASKING = Masking()
@@ -60,9 +57,10 @@ def masking_from(raw: Any) -> Masking:
     ``teacher.json``): absent is BERT's. The caller says where a bad one came from."""
     if raw is None:
         return BERT_MASKING
-    if not isinstance(raw, dict) or set(raw) - set(FIELDS) or \
+    names = [f.name for f in fields(Masking)]
+    if not isinstance(raw, dict) or set(raw) - set(names) or \
             not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw.values()):
-        raise UserError(f"masking must be a mapping of numbers ({', '.join(FIELDS)}), got {raw!r}")
+        raise UserError(f"masking must be a mapping of numbers ({', '.join(names)}), got {raw!r}")
     return Masking(**raw)
 
 

@@ -58,7 +58,7 @@ import yaml
 from search_spaces.candidate import ACTIVATIONS, ATTENTIONS, NORMS, Candidate, round_to_multiple
 from search_spaces.errors import UserError
 from search_spaces.files import builtin_names, builtin_or_file, read_user_text
-from search_spaces.masking import masking_from
+from search_spaces.masking import Masking, masking_from
 from search_spaces.ops import count, mha_params_per_block
 from search_spaces.vocab import BERT_VOCAB, VOCABS, vocab_size_of
 
@@ -175,6 +175,12 @@ class SearchSpace:
     @property
     def teacher(self) -> Candidate:
         return Candidate(**self.fixed, **self.teacher_block, name=f"{self.name}-teacher")
+
+    @property
+    def masking(self) -> Masking:
+        """The masking its teacher is pre-trained with (``budget.teacher.masking``, else BERT's); the
+        budget keeps it as a plain mapping, since a study records the budget as JSON."""
+        return masking_from(self.teacher_budget.get("masking"))
 
     @property
     def ref(self) -> str:
