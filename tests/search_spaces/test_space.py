@@ -96,6 +96,12 @@ BAD = [
                                                         r"\(4,096 pieces\); set it to 4096"),
     ("unknown vocab", _mutate("vocab", "bert-cased"), "'bert-cased' is neither a built-in vocabulary"),
     ("trigram flag", _mutate("fixed.trigram_input", "yes"), "field 'fixed.trigram_input': must be true or false"),
+    ("masking span", _mutate("budget", {"teacher": {"masking": {"mean_span": 0.5}}}),
+     "field 'budget.teacher.masking': masking: rate must be in \\(0, 1\\), mean_span >= 1"),
+    ("masking field", _mutate("budget", {"teacher": {"masking": {"span": 3}}}),
+     "field 'budget.teacher.masking': masking must be a mapping of numbers \\(rate, mean_span, max_span\\)"),
+    ("masking value", _mutate("budget", {"teacher": {"masking": {"rate": "high"}}}),
+     "field 'budget.teacher.masking': masking must be a mapping of numbers"),
 ]
 
 
