@@ -3,10 +3,11 @@
 
     python benchmarks/demo_room.py [--steps 3000] [--lr 3e-3] [--jobs 2] [--variants 4k-trigram 4k-plain]
     python benchmarks/demo_room.py --steps 6000 --variants 4k-trigram-span3 4k-trigram-span5 [--seeds 0 1 2]
+    python benchmarks/demo_room.py --steps 6000 --lr 1e-3 --warmup 600 --variants 4k-plain
     python benchmarks/demo_room.py --report
 
 Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
-sequence 64, batch 64, AdamW peak --lr, 200-step warm-up then linear decay, bf16 autocast, one thread:
+sequence 64, batch 64, AdamW peak --lr, --warmup steps (200, the demo teacher's) then linear decay, bf16 autocast, one thread:
 ``nas.teacher.pretrain``, the teacher's own loop),
 changing only the vocabulary, the embedding and the masking, and scores it along the way on the held-out split:
 the teacher itself, and the same model with its blocks skipped (the MLM head on the embeddings).
@@ -39,7 +40,7 @@ VARIANTS = {
 EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
 
 
-def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
+def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int = 200) -> dict:
     import dataclasses
 
     import torch
@@ -56,7 +57,7 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
     space = load_space("demo")
     corpus = load_corpus(vocab=vocab)
     cand = dataclasses.replace(space.teacher, vocab_size=corpus.vocab.size, trigram_input=trigram)
-    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=lr, warmup=200, batch_size=64, seed=seed,
+    recipe = dataclasses.replace(recipe_for(space), steps=steps, lr=lr, warmup=warmup, batch_size=64, seed=seed,
                                  precision="bf16", masking=masking)
     model = build_masked_lm(cand, seed=seed).train()
     held = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=EVAL_BATCHES, masking=masking,
@@ -84,12 +85,12 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0) -> dict:
         print(f"[{name}] step {step}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}", flush=True)
 
     pretrain(model, corpus, cand.seq_len, recipe, "cpu", log=lambda line: None, on_step=mark)
-    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "masking": masking.label, "steps": steps, "lr": lr, "seed": seed,
+    return {"variant": name, "vocab": vocab, "trigram_input": trigram, "masking": masking.label, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
             "n_masked": curve[-1]["n_masked"], "curve": curve}
 
 
-def _job(args: tuple[str, int, float, int]) -> dict:
+def _job(args: tuple[str, int, float, int, int]) -> dict:
     return train_variant(*args)
 
 
@@ -115,10 +116,10 @@ def shipped_teacher() -> str:
 def report(store: RunsFile) -> str:
     from search_spaces.masking import BERT_MASKING
 
-    rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | step | minutes | MLM acc | CE | "
+    rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | warm-up | step | minutes | MLM acc | CE | "
             "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3), r["seed"])):
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3), r.get("warmup", 200), r["seed"])):
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
@@ -127,7 +128,7 @@ def report(store: RunsFile) -> str:
                 f"{tok['mlm_accuracy']:.2%} / {tok['skipped_mlm_accuracy']:.2%} / "
                 f"{100 * (tok['mlm_accuracy'] - tok['skipped_mlm_accuracy']):.1f}")
             rows.append(f"| {rec['variant']} | {rec['seed']} | {rec['vocab']} | {rec['trigram_input']} | "
-                        f"{rec.get('masking', BERT_MASKING.label)} | {rec.get('lr', 3e-3):g} | "
+                        f"{rec.get('masking', BERT_MASKING.label)} | {rec.get('lr', 3e-3):g} | {rec.get('warmup', 200)} | "
                         f"{mark}{p['step']}{mark} | "
                         f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
@@ -145,7 +146,9 @@ def report(store: RunsFile) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak rate (default 3e-3, the demo teacher's)")
+    p.add_argument("--lr", type=float, nargs="+", default=[3e-3],
+                   help="AdamW peak rates, one run each (default 3e-3, the demo teacher's)")
+    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps (default 200, the demo teacher's)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="model and data seeds (span masking at lr 3e-3 trained in one run and not in another)")
@@ -154,14 +157,15 @@ def main() -> int:
     args = p.parse_args()
     store = RunsFile(RUNS, code="demo-room-1")
     if not args.report:
-        done = {(r["variant"], r["steps"], r.get("lr", 3e-3), r.get("seed", 0))  # first runs had no lr
+        done = {(r["variant"], r["steps"], r.get("lr", 3e-3), r.get("seed", 0), r.get("warmup", 200))  # first runs had no lr
                 for r in store.done.values()}
-        todo = [(v, args.steps, args.lr, seed) for seed in args.seeds for v in args.variants
-                if (v, args.steps, args.lr, seed) not in done]
+        todo = [(v, args.steps, lr, seed, args.warmup) for seed in args.seeds for lr in args.lr for v in args.variants
+                if (v, args.steps, lr, seed, args.warmup) not in done]
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
             for rec in pool.imap_unordered(_job, todo):
-                seed = (rec["seed"],) if rec["seed"] else ()  # seed 0's key as before seeds were choosable
-                store.add(RunsFile.key(rec["variant"], rec["steps"], rec["lr"], *seed), rec, lock=True)
+                # seed 0 and the 200-step warm-up keep the keys of the runs made before they were choosable
+                extra = ((rec["seed"],) if rec["seed"] else ()) + ((f"warmup{rec['warmup']}",) if rec["warmup"] != 200 else ())
+                store.add(RunsFile.key(rec["variant"], rec["steps"], rec["lr"], *extra), rec, lock=True)
     write_result("demo_room", "Room for quality in demo designs (what the teacher's blocks add)", report(store))
     return 0
 
