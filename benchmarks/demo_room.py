@@ -82,7 +82,8 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
                       "token_masking": {"mlm_accuracy": bert.mlm_accuracy, "heldout_ce": bert.heldout_ce,
                                         "skipped_mlm_accuracy": bert_floor.mlm_accuracy,
                                         "skipped_heldout_ce": bert_floor.heldout_ce}})
-        print(f"[{name}] step {step}: {full.mlm_accuracy:.2%} / blocks skipped {floor.mlm_accuracy:.2%}", flush=True)
+        print(f"[{name} lr {lr:g} warm-up {warmup} seed {seed}] step {step}: {full.mlm_accuracy:.2%} / "
+              f"blocks skipped {floor.mlm_accuracy:.2%}", flush=True)
 
     pretrain(model, corpus, cand.seq_len, recipe, "cpu", log=lambda line: None, on_step=mark)
     return {"variant": name, "vocab": vocab, "trigram_input": trigram, "masking": masking.label, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed,
