@@ -129,6 +129,17 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return (conc - disc) / denom if denom else float("nan")
 
 
+def decided_pairs_kept(a: list[float], b: list[float], tol: float) -> tuple[int, int, int, int]:
+    """Of all pairs: how many ``a`` orders by more than ``tol`` (the seed std: closer pairs are ties),
+    how many of those ``b`` orders the same way, and how many ``b`` reverses by more than ``tol``
+    -> (pairs, decided, kept, reversed beyond the spread)."""
+    pairs = list(itertools.combinations(range(len(a)), 2))
+    decided = [(i, j) for i, j in pairs if abs(a[i] - a[j]) > tol]
+    kept = sum((a[i] > a[j]) == (b[i] > b[j]) for i, j in decided)
+    flipped = sum((a[i] > a[j]) != (b[i] > b[j]) and abs(b[i] - b[j]) > tol for i, j in decided)
+    return len(pairs), len(decided), kept, flipped
+
+
 def seed_std(gt: dict[str, dict], metric: str) -> float:
     """Pooled standard deviation between seeds over the candidates with every seed done."""
     vs = [statistics.variance(d[metric]) for d in gt.values() if len(d[metric]) == len(SEEDS) > 1]
@@ -197,9 +208,14 @@ def write_report(store, space, teacher, precision: str) -> None:
         a = [gt[n][GT_METRIC][0] for n in both]
         c = [twice[n][GT_METRIC] for n in both]
         body += (f"\nStability ({GT_METRIC}, seed 0): {GT_MULTIPLE}x "
-                 + ", ".join(f"{n} {x:.4f}" for n, x in zip(both, a)) + f"; {2 * GT_MULTIPLE}x "
-                 + ", ".join(f"{n} {x:.4f}" for n, x in zip(both, c))
-                 + f". Kendall tau between the two orders: {kendall_tau(a, c):.2f}.\n")
+                 + ", ".join(f"{n} {x:.5f}" for n, x in zip(both, a)) + f"; {2 * GT_MULTIPLE}x "
+                 + ", ".join(f"{n} {x:.5f}" for n, x in zip(both, c))
+                 + f". Kendall tau between the two orders: {kendall_tau(a, c):.2f}. ")
+        n, decided, kept, flipped = decided_pairs_kept(a, c, std[GT_METRIC])
+        body += (f"Of the {n} pairs, {decided} differ at {GT_MULTIPLE}x by more than the seed std "
+                 f"({std[GT_METRIC]:.5f}); at {2 * GT_MULTIPLE}x {kept} of those keep their order, "
+                 f"{decided - kept - flipped} turn within the seed spread, {flipped} beyond it. "
+                 f"The other {n - decided} are ties at {GT_MULTIPLE}x (within the seed spread, as in the matched pairs).\n")
     else:
         body += f"\nStability ({2 * GT_MULTIPLE}x): not run yet.\n"
     write_result("ground_truth", "Ground truth: demo candidates trained long", body)
