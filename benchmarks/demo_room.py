@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._report import RESULTS, RunsFile, write_result  # noqa: E402
-from search_spaces.masking import Masking  # noqa: E402
+from search_spaces.masking import BERT_MASKING, Masking  # noqa: E402
 
 RUNS = RESULTS / "demo_room-runs.jsonl"
 # name -> (vocabulary, trigram_input, masking: mean span 1 is BERT's token masking, else SpanBERT's)
@@ -48,7 +48,7 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
 
     import torch
 
-    from nas.data.corpus import BERT_MASKING, heldout_batches, load_corpus
+    from nas.data.corpus import heldout_batches, load_corpus
     from nas.mlm import blocks_skipped, evaluate_mlm
     from nas.models import build_masked_lm
     from nas.teacher import pretrain, recipe_for
@@ -117,8 +117,6 @@ def shipped_teacher() -> str:
 
 
 def report(store: RunsFile) -> str:
-    from search_spaces.masking import BERT_MASKING
-
     rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | warm-up | step | minutes | MLM acc | CE | "
             "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
