@@ -7,7 +7,8 @@
     python benchmarks/demo_room.py --report
 
 Each variant pre-trains the demo teacher's shape (4 blocks, width 128, intra-block 256, FFN 1024,
-sequence 64, batch 64, AdamW peak --lr, --warmup steps (200, the demo teacher's) then linear decay, bf16 autocast, one thread:
+sequence 64, batch 64, AdamW peak --lr, --warmup steps (200, the demo teacher's) then linear decay,
+bf16 autocast, one thread:
 ``nas.teacher.pretrain``, the teacher's own loop),
 changing only the vocabulary, the embedding and the masking, and scores it along the way on the held-out split:
 the teacher itself, and the same model with its blocks skipped (the MLM head on the embeddings).
@@ -41,9 +42,11 @@ VARIANTS = {
     "4k-trigram-rate40": ("news-wiki-4k", True, Masking(rate=0.4)),
 }
 EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
+# the demo teacher's peak rate and warm-up: the first runs were made at them before either was an option
+LR, WARMUP = 3e-3, 200
 
 
-def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int = 200) -> dict:
+def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int = WARMUP) -> dict:
     import dataclasses
 
     import torch
@@ -93,6 +96,12 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
             "n_masked": curve[-1]["n_masked"], "curve": curve}
 
 
+def run_id(rec: dict) -> tuple:
+    """What makes a recorded run: (variant, steps, lr, seed, warm-up), the first runs' missing fields
+    read as the values they were made with."""
+    return rec["variant"], rec["steps"], rec.get("lr", LR), rec.get("seed", 0), rec.get("warmup", WARMUP)
+
+
 def _job(args: tuple[str, int, float, int, int]) -> dict:
     return train_variant(*args)
 
@@ -120,7 +129,11 @@ def report(store: RunsFile) -> str:
     rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | warm-up | step | minutes | MLM acc | CE | "
             "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rec in sorted(store.done.values(), key=lambda r: (r["steps"], r["variant"], r.get("lr", 3e-3), r.get("warmup", 200), r["seed"])):
+    def order(rec: dict) -> tuple:  # by length, variant, lr, warm-up, seed
+        variant, steps, lr, seed, warmup = run_id(rec)
+        return steps, variant, lr, warmup, seed
+
+    for rec in sorted(store.done.values(), key=order):
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
@@ -129,7 +142,7 @@ def report(store: RunsFile) -> str:
                 f"{tok['mlm_accuracy']:.2%} / {tok['skipped_mlm_accuracy']:.2%} / "
                 f"{100 * (tok['mlm_accuracy'] - tok['skipped_mlm_accuracy']):.1f}")
             rows.append(f"| {rec['variant']} | {rec['seed']} | {rec['vocab']} | {rec['trigram_input']} | "
-                        f"{rec.get('masking', BERT_MASKING.label)} | {rec.get('lr', 3e-3):g} | {rec.get('warmup', 200)} | "
+                        f"{rec.get('masking', BERT_MASKING.label)} | {rec.get('lr', LR):g} | {rec.get('warmup', WARMUP)} | "
                         f"{mark}{p['step']}{mark} | "
                         f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
@@ -147,9 +160,9 @@ def report(store: RunsFile) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--lr", type=float, nargs="+", default=[3e-3],
+    p.add_argument("--lr", type=float, nargs="+", default=[LR],
                    help="AdamW peak rates, one run each (default 3e-3, the demo teacher's)")
-    p.add_argument("--warmup", type=int, default=200, help="linear warm-up steps (default 200, the demo teacher's)")
+    p.add_argument("--warmup", type=int, default=WARMUP, help="linear warm-up steps (default 200, the demo teacher's)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="model and data seeds (span masking at lr 3e-3 trained in one run and not in another)")
@@ -158,14 +171,13 @@ def main() -> int:
     args = p.parse_args()
     store = RunsFile(RUNS, code="demo-room-1")
     if not args.report:
-        done = {(r["variant"], r["steps"], r.get("lr", 3e-3), r.get("seed", 0), r.get("warmup", 200))  # first runs had no lr
-                for r in store.done.values()}
+        done = {run_id(r) for r in store.done.values()}
         todo = [(v, args.steps, lr, seed, args.warmup) for seed in args.seeds for lr in args.lr for v in args.variants
-                if (v, args.steps, lr, seed, args.warmup) not in done]
+                if (v, args.steps, lr, seed, args.warmup) not in done]  # train_variant's arguments, in run_id's order
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
             for rec in pool.imap_unordered(_job, todo):
                 # seed 0 and the 200-step warm-up keep the keys of the runs made before they were choosable
-                extra = ((rec["seed"],) if rec["seed"] else ()) + ((f"warmup{rec['warmup']}",) if rec["warmup"] != 200 else ())
+                extra = ((rec["seed"],) if rec["seed"] else ()) + ((f"warmup{rec['warmup']}",) if rec["warmup"] != WARMUP else ())
                 store.add(RunsFile.key(rec["variant"], rec["steps"], rec["lr"], *extra), rec, lock=True)
     write_result("demo_room", "Room for quality in demo designs (what the teacher's blocks add)", report(store))
     return 0
