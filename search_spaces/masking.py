@@ -9,6 +9,7 @@ from typing import Any
 
 from search_spaces.errors import UserError
 
+
 @dataclass(frozen=True)
 class Masking:
     """Which tokens of a window become masked-LM targets.
