@@ -46,7 +46,7 @@ EVAL_BATCHES = 40  # x 32 windows, as a teacher's own held-out record
 LR, WARMUP = 3e-3, 200
 
 
-def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int = WARMUP) -> dict:
+def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int = WARMUP, threads: int = 1) -> dict:
     import dataclasses
 
     import torch
@@ -57,7 +57,7 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
     from nas.teacher import pretrain, recipe_for
     from search_spaces import load_space
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     vocab, trigram, masking = VARIANTS[name]
     space = load_space("demo")
     corpus = load_corpus(vocab=vocab)
@@ -92,6 +92,7 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
 
     pretrain(model, corpus, cand.seq_len, recipe, "cpu", log=lambda line: None, on_step=mark)
     return {"variant": name, "vocab": vocab, "trigram_input": trigram, "masking": masking.label, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed,
+            "threads": threads,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
             "n_masked": curve[-1]["n_masked"], "curve": curve}
 
@@ -102,7 +103,7 @@ def run_id(rec: dict) -> tuple:
     return rec["variant"], rec["steps"], rec.get("lr", LR), rec.get("seed", 0), rec.get("warmup", WARMUP)
 
 
-def _job(args: tuple[str, int, float, int, int]) -> dict:
+def _job(args: tuple[str, int, float, int, int, int]) -> dict:
     return train_variant(*args)
 
 
@@ -134,6 +135,7 @@ def report(store: RunsFile) -> str:
         return steps, variant, lr, warmup, seed
 
     for rec in sorted(store.done.values(), key=order):
+        minutes_note = f" ({rec['threads']} threads)" if rec.get("threads", 1) != 1 else ""
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
             mark = "**" if last else ""
@@ -144,7 +146,7 @@ def report(store: RunsFile) -> str:
             rows.append(f"| {rec['variant']} | {rec['seed']} | {rec['vocab']} | {rec['trigram_input']} | "
                         f"{rec.get('masking', BERT_MASKING.label)} | {rec.get('lr', LR):g} | {rec.get('warmup', WARMUP)} | "
                         f"{mark}{p['step']}{mark} | "
-                        f"{p['minutes']} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
+                        f"{p['minutes']}{minutes_note} | {p['mlm_accuracy']:.2%} | {p['heldout_ce']:.3f} | "
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
                         f"{mark}{100 * (p['mlm_accuracy'] - p['skipped_mlm_accuracy']):.1f}{mark} | "
                         f"{p['skipped_heldout_ce'] - p['heldout_ce']:.3f} | {on_tokens} |")
@@ -153,7 +155,7 @@ def report(store: RunsFile) -> str:
             "its blocks skipped (MLM head on the embeddings); room = what the blocks add, on held-out text masked "
             "as the run was trained (masking: token-RATE is BERT's rule, span-RATE-meanM-maxK SpanBERT's); the last "
             "column scores the same model on BERT's token masking. Bold: the end of the schedule; earlier rows are "
-            "mid-schedule. One thread each, bf16 autocast.\n\n"
+            "mid-schedule. One thread each unless the minutes say otherwise, bf16 autocast.\n\n"
             + "\n".join(rows) + "\n\nHeld-out data: " + "; ".join(sorted(data)) + "\n")
 
 
@@ -164,6 +166,7 @@ def main() -> int:
                    help="AdamW peak rates, one run each (default 3e-3, the demo teacher's)")
     p.add_argument("--warmup", type=int, default=WARMUP, help="linear warm-up steps (default 200, the demo teacher's)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1: two runs share two cores)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="model and data seeds (span masking at lr 3e-3 trained in one run and not in another)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["4k-trigram", "4k-plain"])
@@ -172,8 +175,8 @@ def main() -> int:
     store = RunsFile(RUNS, code="demo-room-1")
     if not args.report:
         done = {run_id(r) for r in store.done.values()}
-        todo = [(v, args.steps, lr, seed, args.warmup) for seed in args.seeds for lr in args.lr for v in args.variants
-                if (v, args.steps, lr, seed, args.warmup) not in done]  # train_variant's arguments, in run_id's order
+        todo = [(v, args.steps, lr, seed, args.warmup, args.threads) for seed in args.seeds for lr in args.lr for v in args.variants
+                if (v, args.steps, lr, seed, args.warmup) not in done]  # train_variant's arguments, run_id's first
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
             for rec in pool.imap_unordered(_job, todo):
                 # seed 0 and the 200-step warm-up keep the keys of the runs made before they were choosable
