@@ -126,6 +126,45 @@ def shipped_teacher() -> str:
     return "".join(lines)
 
 
+def teacher_fit() -> dict:
+    """The shipped demo teacher scored on training windows and on as many held-out windows (BERT's
+    masking, blocks run and skipped): a small gap says it is limited by its training compute, not
+    by the size of the corpus."""
+    import torch
+
+    from nas.data.corpus import heldout_batches, load_corpus
+    from nas.mlm import blocks_skipped, evaluate_mlm
+    from nas.teacher import load_teacher
+    from search_spaces import load_space
+
+    torch.set_num_threads(1)
+    t = load_teacher(load_space("demo"))
+    corpus = load_corpus(vocab=t.vocab)
+    rec = {"kind": "fit", "teacher": t.hash, "data": corpus.shown}
+    for split, tokens in (("train", corpus.train), ("heldout", corpus.heldout)):
+        batches = heldout_batches(tokens, t.candidate.seq_len, 32, max_batches=EVAL_BATCHES, vocab=corpus.vocab)
+        full = evaluate_mlm(t.model, batches)
+        with blocks_skipped(t.model):
+            floor = evaluate_mlm(t.model, batches)
+        rec[split] = {"mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
+                      "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce}
+    return rec
+
+
+def fit_lines(store: RunsFile) -> str:
+    lines = []
+    for rec in store.done.values():
+        if rec.get("kind") == "fit":
+            tr, ho = rec["train"], rec["heldout"]
+            lines.append(f"Fit of the shipped teacher {rec['teacher']} (`--fit`, {EVAL_BATCHES} x 32 windows each, "
+                         f"BERT's masking): on training windows {tr['mlm_accuracy']:.2%} (blocks skipped "
+                         f"{tr['skipped_mlm_accuracy']:.2%}), on held-out windows {ho['mlm_accuracy']:.2%} "
+                         f"({ho['skipped_mlm_accuracy']:.2%}): a gap of "
+                         f"{100 * (tr['mlm_accuracy'] - ho['mlm_accuracy']):.1f} points, so it does not "
+                         "overfit the corpus: more text would not lift it, a larger model or more steps might.\n\n")
+    return "".join(lines)
+
+
 def report(store: RunsFile) -> str:
     rows = ["| variant | seed | vocabulary | trigram input | masking | peak lr | warm-up | step | minutes | MLM acc | CE | "
             "blocks skipped: acc | CE | room (acc points) | room (CE) | on token masking: acc / skipped / room |",
@@ -134,7 +173,8 @@ def report(store: RunsFile) -> str:
         variant, steps, lr, seed, warmup = run_id(rec)
         return steps, variant, lr, warmup, seed
 
-    for rec in sorted(store.done.values(), key=order):
+    runs = [r for r in store.done.values() if "curve" in r]
+    for rec in sorted(runs, key=order):
         minutes_note = f" ({rec['threads']} threads)" if rec.get("threads", 1) != 1 else ""
         for p in rec["curve"]:
             last = p is rec["curve"][-1]
@@ -150,8 +190,8 @@ def report(store: RunsFile) -> str:
                         f"{p['skipped_mlm_accuracy']:.2%} | {p['skipped_heldout_ce']:.3f} | "
                         f"{mark}{100 * (p['mlm_accuracy'] - p['skipped_mlm_accuracy']):.1f}{mark} | "
                         f"{p['skipped_heldout_ce'] - p['heldout_ce']:.3f} | {on_tokens} |")
-    data = {r["data"] for r in store.done.values()}
-    return (shipped_teacher() + "Held-out masked-token accuracy and cross-entropy of a demo-shaped teacher, and of the same model with "
+    data = {r["data"] for r in runs}
+    return (shipped_teacher() + fit_lines(store) + "Held-out masked-token accuracy and cross-entropy of a demo-shaped teacher, and of the same model with "
             "its blocks skipped (MLM head on the embeddings); room = what the blocks add, on held-out text masked "
             "as the run was trained (masking: token-RATE is BERT's rule, span-RATE-meanM-maxK SpanBERT's); the last "
             "column scores the same model on BERT's token masking. Bold: the end of the schedule; earlier rows are "
@@ -171,10 +211,15 @@ def main() -> int:
                    help="model and data seeds (span masking at lr 3e-3 trained in one run and not in another)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["4k-trigram", "4k-plain"])
     p.add_argument("--report", action="store_true", help="the table from the runs so far")
+    p.add_argument("--fit", action="store_true",
+                   help="score the shipped teacher on training and on held-out windows (is it limited by the data?)")
     args = p.parse_args()
     store = RunsFile(RUNS, code="demo-room-1")
-    if not args.report:
-        done = {run_id(r) for r in store.done.values()}
+    if args.fit:
+        rec = teacher_fit()
+        store.add(RunsFile.key("fit", rec["teacher"]), rec, lock=True)
+    elif not args.report:
+        done = {run_id(r) for r in store.done.values() if "curve" in r}
         todo = [(v, args.steps, lr, seed, args.warmup, args.threads) for seed in args.seeds for lr in args.lr for v in args.variants
                 if (v, args.steps, lr, seed, args.warmup) not in done]  # train_variant's arguments, run_id's first
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:
