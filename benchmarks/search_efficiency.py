@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pending", type=int, default=0,
                     help="proxy searches: trials of other workers still running at each ask (1: like --jobs 2)")
     ap.add_argument("--factors", default="1.25,1.5,2", help="early-stopping factors to replay")
+    ap.add_argument("--replay-only", action="store_true",
+                    help="part 2 only, the early-stopping replay of --from-study (seconds, not the samplers' "
+                         "half hour)")
     ap.add_argument("--note", default="", help="a paragraph to add under the header (e.g. where the study came from)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_efficiency.md")
     args = ap.parse_args(argv)
@@ -328,66 +331,71 @@ def main(argv: list[str] | None = None) -> int:
              f"latency predicted on `{meta.latency_profile}` ({meta.latency_error})).\n"]
     if args.note:
         lines.append(args.note + "\n")
-    reference = meta.reference_point
-    seeds = range(args.first_seed, args.first_seed + args.seeds)
-    if args.proxy == "capacity":
-        from search_spaces.space import RandomSuggester
+    if not args.replay_only:  # part 1
+        reference = meta.reference_point
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        if args.proxy == "capacity":
+            from search_spaces.space import RandomSuggester
 
-        rng = RandomSuggester(0)
-        floor = min(capacity(space.suggest(rng)) for _ in range(512))
-        reference = (floor - 0.1, reference[1])  # the proxy's own scale: just below the smallest candidate
-        lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
-                     f"Score = log10(parameters inside the transformer blocks), a deterministic stand-in for "
-                     f"accuracy (more capacity, diminishing returns) that needs no training; latency = the real "
-                     f"`{meta.latency_profile}` predictor. Space `{space.name}` in full ({space.size:,} "
-                     f"combinations), {args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}) "
-                     f"x {args.trials} trials per sampler, samplers exactly as "
-                     f"`mbnas search` builds them, hypervolume against the fixed reference point "
-                     f"(log10 params {reference[0]:.3f}, {reference[1]:.4g} ms). It measures how fast each sampler "
-                     f"finds the capacity/latency front of the real space and predictor; not accuracy.\n")
-        score_fn = capacity
-    elif args.proxy == "surrogate":
-        score_fn = fit_surrogate([c for c, _, _ in rows], [s for _, s, _ in rows])
-        spread = float(np.std([s for _, s, _ in rows]))
-        lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
-                     f"Score = ridge regression on candidate shape fitted to the {score_fn.n} real trials above "
-                     f"(leave-one-out mean absolute error {score_fn.loo_mae:.4f}; the real scores' standard deviation "
-                     f"is {spread:.4f}), evaluated without noise; latency = the real predictor. Space `{space.name}` "
-                     f"in full, {args.seeds} seeds x {args.trials} trials per sampler, reference point {reference}. "
-                     f"This measures how fast each sampler finds the front of a smooth stand-in for the real score, "
-                     f"not of the real, noisy one.\n")
-    else:
-        score_fn = None
-        lines.append(f"## 1. Default sampler vs random search: every proposal trained\n\n"
-                     f"Space `{space.name}`, {args.seeds} seeds x {args.trials} trials per sampler.\n")
-    if score_fn is not None:
-        if args.latency_budget_ms is not None:
-            reference = (reference[0], args.latency_budget_ms)
-        tallies = {name: Tally() for name in samplers}
-        curves = {name: [proxy_curve(space, profile, score_fn, name, seed, args.trials, reference,
-                                     args.latency_budget_ms, args.pending, tallies[name]) for seed in seeds]
-                  for name in samplers}
-        lines.append("Trials are handled as `mbnas search` handles them: a proposal that repeats a trained (or "
-                     "running) candidate"
-                     + (f" or is predicted over the budget of {args.latency_budget_ms:g} ms (a study constraint)"
-                        if args.latency_budget_ms is not None else "")
-                     + " is rejected untrained and does not count as a trial"
-                     + (f"; {args.pending} other worker's trial(s) are still running whenever a trial is asked "
-                        f"(as with `--jobs {args.pending + 1}`)" if args.pending else "")
-                     + ".\n")
-        lines += [markdown_table(
-            ["sampler", "proposals", "rejected repeats", "rejected over budget", "searches stuck",
-             "sampler s per proposal"],
-            [[name, t.asks, t.repeats, t.over_budget, t.stuck, f"{t.seconds / max(1, t.asks):.3f}"]
-             for name, t in tallies.items()]), ""]
-    else:
-        import tempfile
+            rng = RandomSuggester(0)
+            floor = min(capacity(space.suggest(rng)) for _ in range(512))
+            reference = (floor - 0.1, reference[1])  # the proxy's own scale: just below the smallest candidate
+            lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
+                         f"Score = log10(parameters inside the transformer blocks), a deterministic stand-in for "
+                         f"accuracy (more capacity, diminishing returns) that needs no training; latency = the real "
+                         f"`{meta.latency_profile}` predictor. Space `{space.name}` in full ({space.size:,} "
+                         f"combinations), {args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}) "
+                         f"x {args.trials} trials per sampler, samplers exactly as "
+                         f"`mbnas search` builds them, hypervolume against the fixed reference point "
+                         f"(log10 params {reference[0]:.3f}, {reference[1]:.4g} ms). It measures how fast each sampler "
+                         f"finds the capacity/latency front of the real space and predictor; not accuracy.\n")
+            score_fn = capacity
+        elif args.proxy == "surrogate":
+            score_fn = fit_surrogate([c for c, _, _ in rows], [s for _, s, _ in rows])
+            spread = float(np.std([s for _, s, _ in rows]))
+            lines.append(f"## 1. Default sampler vs random search: PROXY score\n\n"
+                         f"Score = ridge regression on candidate shape fitted to the {score_fn.n} real trials above "
+                         f"(leave-one-out mean absolute error {score_fn.loo_mae:.4f}; the real "
+                         "scores' standard deviation "
+                         f"is {spread:.4f}), evaluated without noise; latency = the real predictor. "
+                         f"Space `{space.name}` "
+                         f"in full, {args.seeds} seeds x {args.trials} trials per sampler, reference "
+                         f"point {reference}. "
+                         "This measures how fast each sampler finds the front of a smooth stand-in "
+                         "for the real score, "
+                         f"not of the real, noisy one.\n")
+        else:
+            score_fn = None
+            lines.append(f"## 1. Default sampler vs random search: every proposal trained\n\n"
+                         f"Space `{space.name}`, {args.seeds} seeds x {args.trials} trials per sampler.\n")
+        if score_fn is not None:
+            if args.latency_budget_ms is not None:
+                reference = (reference[0], args.latency_budget_ms)
+            tallies = {name: Tally() for name in samplers}
+            curves = {name: [proxy_curve(space, profile, score_fn, name, seed, args.trials, reference,
+                                         args.latency_budget_ms, args.pending, tallies[name]) for seed in seeds]
+                      for name in samplers}
+            lines.append("Trials are handled as `mbnas search` handles them: a proposal that repeats a trained (or "
+                         "running) candidate"
+                         + (f" or is predicted over the budget of {args.latency_budget_ms:g} ms (a study constraint)"
+                            if args.latency_budget_ms is not None else "")
+                         + " is rejected untrained and does not count as a trial"
+                         + (f"; {args.pending} other worker's trial(s) are still running whenever a trial is asked "
+                            f"(as with `--jobs {args.pending + 1}`)" if args.pending else "")
+                         + ".\n")
+            lines += [markdown_table(
+                ["sampler", "proposals", "rejected repeats", "rejected over budget", "searches stuck",
+                 "sampler s per proposal"],
+                [[name, t.asks, t.repeats, t.over_budget, t.stuck, f"{t.seconds / max(1, t.asks):.3f}"]
+                 for name, t in tallies.items()]), ""]
+        else:
+            import tempfile
 
-        work = Path(tempfile.mkdtemp(prefix="bench-"))
-        curves = {name: [real_curve(space.name, args.teacher, name, seed, args.trials, work) for seed in seeds]
-                  for name in samplers}
-    table, verdicts = compare(curves, budgets, samplers[0])
-    lines += [table, "", *verdicts, ""]
+            work = Path(tempfile.mkdtemp(prefix="bench-"))
+            curves = {name: [real_curve(space.name, args.teacher, name, seed, args.trials, work) for seed in seeds]
+                      for name in samplers}
+        table, verdicts = compare(curves, budgets, samplers[0])
+        lines += [table, "", *verdicts, ""]
     lines += ["## 2. Per-layer early stopping, replayed\n",
               f"`nas.search.early_stop.replay` over the trials of `{args.from_study}` in order (the rule sees only "
               f"trials it would itself have let finish; a replay cannot show how the sampler would have reacted). "
