@@ -128,8 +128,8 @@ def shipped_teacher() -> str:
 
 def teacher_fit() -> dict:
     """The shipped demo teacher scored on training windows and on as many held-out windows (BERT's
-    masking, blocks run and skipped): a small gap says it is limited by its training compute, not
-    by the size of the corpus."""
+    masking, blocks run and skipped): a small gap says it does not overfit the corpus, so more text
+    would not lift it."""
     import torch
 
     from nas.data.corpus import heldout_batches, load_corpus
