@@ -52,7 +52,7 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
     import torch
 
     from nas.data.corpus import heldout_batches, load_corpus
-    from nas.mlm import blocks_skipped, evaluate_mlm
+    from nas.mlm import score_with_floor
     from nas.models import build_masked_lm
     from nas.teacher import pretrain, recipe_for
     from search_spaces import load_space
@@ -75,26 +75,30 @@ def train_variant(name: str, steps: int, lr: float, seed: int = 0, warmup: int =
     def mark(step: int) -> None:
         if step not in marks:
             return
-        full = evaluate_mlm(model, held)  # back in training mode afterwards
-        bert = full if held_bert is held else evaluate_mlm(model, held_bert)
-        with blocks_skipped(model):
-            floor = evaluate_mlm(model, held)
-            bert_floor = floor if held_bert is held else evaluate_mlm(model, held_bert)
-        curve.append({"step": step, "minutes": round((time.time() - t0) / 60, 1),
-                      "mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
-                      "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce,
-                      "n_masked": full.n_masked,
-                      "token_masking": {"mlm_accuracy": bert.mlm_accuracy, "heldout_ce": bert.heldout_ce,
-                                        "skipped_mlm_accuracy": bert_floor.mlm_accuracy,
-                                        "skipped_heldout_ce": bert_floor.heldout_ce}})
-        print(f"[{name} lr {lr:g} warm-up {warmup} seed {seed}] step {step}: {full.mlm_accuracy:.2%} / "
-              f"blocks skipped {floor.mlm_accuracy:.2%}", flush=True)
+        own = score_with_floor(model, held)  # back in training mode afterwards
+        bert = own if held_bert is held else score_with_floor(model, held_bert)
+        curve.append({"step": step, "minutes": round((time.time() - t0) / 60, 1), **four_numbers(own),
+                      "n_masked": own.full.n_masked, "token_masking": four_numbers(bert)})
+        print(f"[{name} lr {lr:g} warm-up {warmup} seed {seed}] step {step}: {own.full.mlm_accuracy:.2%} / "
+              f"blocks skipped {own.floor.mlm_accuracy:.2%}", flush=True)
 
     pretrain(model, corpus, cand.seq_len, recipe, "cpu", log=lambda line: None, on_step=mark)
     return {"variant": name, "vocab": vocab, "trigram_input": trigram, "masking": masking.label, "steps": steps, "lr": lr, "warmup": warmup, "seed": seed,
             "threads": threads,
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "data": corpus.shown,
             "n_masked": curve[-1]["n_masked"], "curve": curve}
+
+
+def variant_runs(store: RunsFile) -> list[dict]:
+    """The recorded training runs (``--fit`` records sit in the same file)."""
+    return [r for r in store.done.values() if "curve" in r]
+
+
+def four_numbers(s) -> dict[str, float]:
+    """A ``nas.mlm.ScoresWithFloor`` as this benchmark records it: accuracy and cross-entropy of the
+    model, then of the same model with its blocks skipped."""
+    return {"mlm_accuracy": s.full.mlm_accuracy, "heldout_ce": s.full.heldout_ce,
+            "skipped_mlm_accuracy": s.floor.mlm_accuracy, "skipped_heldout_ce": s.floor.heldout_ce}
 
 
 def run_id(rec: dict) -> tuple:
@@ -133,7 +137,7 @@ def teacher_fit() -> dict:
     import torch
 
     from nas.data.corpus import heldout_batches, load_corpus
-    from nas.mlm import blocks_skipped, evaluate_mlm
+    from nas.mlm import score_with_floor
     from nas.teacher import load_teacher
     from search_spaces import load_space
 
@@ -143,11 +147,7 @@ def teacher_fit() -> dict:
     rec = {"kind": "fit", "teacher": t.hash, "data": corpus.shown}
     for split, tokens in (("train", corpus.train), ("heldout", corpus.heldout)):
         batches = heldout_batches(tokens, t.candidate.seq_len, 32, max_batches=EVAL_BATCHES, vocab=corpus.vocab)
-        full = evaluate_mlm(t.model, batches)
-        with blocks_skipped(t.model):
-            floor = evaluate_mlm(t.model, batches)
-        rec[split] = {"mlm_accuracy": full.mlm_accuracy, "heldout_ce": full.heldout_ce,
-                      "skipped_mlm_accuracy": floor.mlm_accuracy, "skipped_heldout_ce": floor.heldout_ce}
+        rec[split] = four_numbers(score_with_floor(t.model, batches))
     return rec
 
 
@@ -173,7 +173,7 @@ def report(store: RunsFile) -> str:
         variant, steps, lr, seed, warmup = run_id(rec)
         return steps, variant, lr, warmup, seed
 
-    runs = [r for r in store.done.values() if "curve" in r]
+    runs = variant_runs(store)
     for rec in sorted(runs, key=order):
         minutes_note = f" ({rec['threads']} threads)" if rec.get("threads", 1) != 1 else ""
         for p in rec["curve"]:
@@ -219,7 +219,7 @@ def main() -> int:
         rec = teacher_fit()
         store.add(RunsFile.key("fit", rec["teacher"]), rec, lock=True)
     elif not args.report:
-        done = {run_id(r) for r in store.done.values() if "curve" in r}
+        done = {run_id(r) for r in variant_runs(store)}
         todo = [(v, args.steps, lr, seed, args.warmup, args.threads) for seed in args.seeds for lr in args.lr for v in args.variants
                 if (v, args.steps, lr, seed, args.warmup) not in done]  # train_variant's arguments, run_id's first
         with multiprocessing.get_context("spawn").Pool(max(1, min(args.jobs, len(todo) or 1))) as pool:

@@ -53,17 +53,15 @@ def inherited_only(space, teacher) -> dict[str, dict[str, float]]:
     from nas.distill import DistillSettings
     from nas.distill.teacher_cache import teacher_cache
     from nas.distill.train import init_student
-    from nas.mlm import blocks_skipped, evaluate_mlm
+    from nas.mlm import evaluate_mlm, score_with_floor
 
     cache = teacher_cache(teacher, DistillSettings.for_space(space))
     out = {}
     student = init_student(space.build(**MID), teacher, from_teacher=True, seed=0)
     out["untrained blocks (inherited embeddings + head)"] = evaluate_mlm(
         student, cache.heldout, teacher=teacher.model, teacher_hidden=cache.heldout_hidden).as_dict()
-    with blocks_skipped(teacher.model):  # the MLM head reads the embeddings
-        skipped = evaluate_mlm(teacher.model, cache.heldout)
+    own, skipped = score_with_floor(teacher.model, cache.heldout)  # skipped: the MLM head reads the embeddings
     out["teacher with its blocks skipped"] = {"mlm_accuracy": skipped.mlm_accuracy, "heldout_ce": skipped.heldout_ce}
-    own = evaluate_mlm(teacher.model, cache.heldout)
     out["the teacher"] = {"mlm_accuracy": own.mlm_accuracy, "heldout_ce": own.heldout_ce}
     return out
 

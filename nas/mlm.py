@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +124,20 @@ def blocks_skipped(model):
         yield model
     finally:
         model.mobilebert.encoder.layer = blocks
+
+
+class ScoresWithFloor(NamedTuple):
+    full: MlmScores  # the model as it is
+    floor: MlmScores  # the same model with its blocks skipped: the embeddings and head alone
+
+
+def score_with_floor(model, batches: list[Batch], device: str = "cpu") -> ScoresWithFloor:
+    """``model``'s scores on ``batches`` and its floor's (``blocks_skipped``): what its blocks add is
+    the difference."""
+    full = evaluate_mlm(model, batches, device=device)
+    with blocks_skipped(model):
+        floor = evaluate_mlm(model, batches, device=device)
+    return ScoresWithFloor(full, floor)
 
 
 def evaluate_mlm(model, batches: list[Batch], teacher=None, device: str = "cpu",

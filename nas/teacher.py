@@ -42,7 +42,7 @@ from nas.data.corpus import corpus_for, heldout_batches, make_mlm_batches
 from nas.data.sources import cache_dir, sha256_file
 from nas.data.tokenizer import get_vocab
 from nas.device import autocast_for
-from nas.mlm import blocks_skipped, evaluate_mlm, mlm_loss
+from nas.mlm import mlm_loss, score_with_floor
 from nas.models import build_masked_lm
 from search_spaces.arch import load_json, resolve_arch
 from search_spaces.candidate import Candidate
@@ -178,9 +178,7 @@ def _heldout_record(model, corpus, cand: Candidate, eval_batches: int, device: s
     teacher.json, naming its data."""
     batches = heldout_batches(corpus.heldout, cand.seq_len, 32, max_batches=eval_batches, masking=masking,
                               vocab=corpus.vocab)
-    scores = evaluate_mlm(model, batches, device=device)
-    with blocks_skipped(model):
-        floor = evaluate_mlm(model, batches, device=device)
+    scores, floor = score_with_floor(model, batches, device=device)
     log(f"held-out masked-token accuracy {scores.mlm_accuracy:.2%}, cross-entropy {scores.heldout_ce:.3f} "
         f"({scores.n_masked:,} masked positions); with its blocks skipped {floor.mlm_accuracy:.2%}, "
         f"{floor.heldout_ce:.3f}")
